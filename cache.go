@@ -1,0 +1,448 @@
+// Package rediscache is a Redis cache layer for Go services. It builds
+// versioned, namespaced keys ("tasks:v1:task_123"), stores typed values in a
+// small versioned envelope, retries transient failures with backoff, and
+// keeps hit, miss and error counters.
+//
+// A [Client] wraps any go-redis v9 client (standalone, Sentinel, Cluster,
+// Ring) or builds a pooled one from [Options]. Typed access goes through the
+// package functions [Get] and [Set], since Go methods cannot take type
+// parameters:
+//
+//	c, err := rediscache.New(&rediscache.Options{Addrs: []string{"127.0.0.1:6379"}, Prefix: "myapp"})
+//	...
+//	keys := rediscache.NewKeyGenerator(rediscache.V1)
+//	err = rediscache.Set(ctx, c, keys.TaskKey("task_123"), task, rediscache.TTLMedium)
+//	task, err := rediscache.Get[Task](ctx, c, keys.TaskKey("task_123"))
+//	if errors.Is(err, rediscache.ErrCacheMiss) { ... }
+package rediscache
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Client is a Redis cache. All methods are safe for concurrent use. Every
+// key a Client touches is stored at Options.Prefix + ":" + key (just key
+// when Prefix is empty).
+type Client struct {
+	opt    Options
+	rdb    redis.UniversalClient
+	owned  bool   // New built rdb, so Close closes it
+	pfx    string // Prefix + ":" or ""
+	closed atomic.Bool
+	ctr    counters
+}
+
+// New returns a Client configured by opt, which is copied. It returns an
+// error wrapping [ErrInvalidOptions] when opt is nil or inconsistent. New
+// does not contact Redis; use [Client.Ping] to check the connection.
+func New(opt *Options) (*Client, error) {
+	if opt == nil {
+		return nil, fmt.Errorf("%w: nil Options", ErrInvalidOptions)
+	}
+	o := *opt
+	if err := o.init(); err != nil {
+		return nil, err
+	}
+	c := &Client{opt: o, rdb: o.Redis}
+	if c.rdb == nil {
+		c.rdb = o.newRedis()
+		c.owned = true
+	}
+	if o.Prefix != "" {
+		c.pfx = o.Prefix + ":"
+	}
+	return c, nil
+}
+
+// Close releases the Client. It closes the go-redis client only when New
+// built it. Close is idempotent; every later call returns [ErrClosed].
+func (c *Client) Close() error {
+	if !c.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if c.owned {
+		return c.rdb.Close()
+	}
+	return nil
+}
+
+// Redis returns the underlying go-redis client, for commands the cache does
+// not wrap. Keys written through it are not prefixed.
+func (c *Client) Redis() redis.UniversalClient { return c.rdb }
+
+// StorageKey returns the key as stored in Redis: Prefix + ":" + key.
+func (c *Client) StorageKey(key string) string { return c.pfx + key }
+
+var (
+	errEmptyKey   = fmt.Errorf("%w: empty key", ErrInvalidKey)
+	errKeyTooLong = fmt.Errorf("%w: longer than MaxKeySize", ErrInvalidKey)
+	errNilValue   = fmt.Errorf("%w: nil", ErrInvalidValue)
+	errBadDst     = fmt.Errorf("%w: destination must be a non-nil pointer", ErrInvalidValue)
+)
+
+// prepare checks the call and returns the stored key.
+func (c *Client) prepare(ctx context.Context, key string) (string, error) {
+	if ctx == nil {
+		return "", ErrNilContext
+	}
+	if c.closed.Load() {
+		return "", ErrClosed
+	}
+	return c.storageKey(key)
+}
+
+func (c *Client) storageKey(key string) (string, error) {
+	if key == "" {
+		return "", errEmptyKey
+	}
+	if c.opt.MaxKeySize > 0 && len(c.pfx)+len(key) > c.opt.MaxKeySize {
+		return "", errKeyTooLong
+	}
+	if c.pfx == "" {
+		return key, nil
+	}
+	return c.pfx + key, nil
+}
+
+// Get reads the value at key into dst, which must be a non-nil pointer. A
+// missing key returns [ErrCacheMiss] itself. Other failures return an
+// [*OpError] wrapping [ErrInvalidKey], [ErrInvalidValue] (bad dst),
+// [ErrCorruptValue] (bytes that cannot be decoded into dst), [ErrClosed], or
+// the Redis error after retries.
+func (c *Client) Get(ctx context.Context, key string, dst any) error {
+	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return opErr("get", key, errBadDst)
+	}
+	b, err := c.getBytes(ctx, "get", key)
+	if err != nil {
+		return err
+	}
+	if err := c.decode(b, dst); err != nil {
+		c.ctr.errors.Add(1)
+		return opErr("get", key, err)
+	}
+	c.ctr.hits.Add(1)
+	return nil
+}
+
+// getBytes runs GET with retries and counts misses and Redis errors; the
+// caller counts the hit once the bytes decode.
+func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return nil, opErr(op, key, err)
+	}
+	start := time.Now()
+	b, err := c.rdb.Get(ctx, k).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
+			return c.rdb.Get(ctx, k).Bytes()
+		})
+	}
+	c.ctr.observe(start)
+	switch {
+	case err == nil:
+		return b, nil
+	case errors.Is(err, redis.Nil):
+		c.ctr.misses.Add(1)
+		return nil, ErrCacheMiss
+	default:
+		c.ctr.errors.Add(1)
+		return nil, opErr(op, key, err)
+	}
+}
+
+// decode unpacks a stored value into dst. Plain integers (counters made by
+// Increment) decode into integer destinations.
+func (c *Client) decode(b []byte, dst any) error {
+	e, err := decodeEnvelope(b)
+	if err != nil {
+		if decodeCounter(b, dst) {
+			return nil
+		}
+		return err
+	}
+	if e.flags&flagNegative != 0 {
+		return fmt.Errorf("%w: negative entry", ErrCorruptValue)
+	}
+	if err := c.opt.Codec.Unmarshal(e.payload, dst); err != nil {
+		return fmt.Errorf("%w: %w", ErrCorruptValue, err)
+	}
+	return nil
+}
+
+// decodeCounter stores the Redis integer in b into an integer destination
+// and reports whether it did.
+func decodeCounter(b []byte, dst any) bool {
+	if len(b) == 0 || len(b) > 20 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
+		return false
+	}
+	n, err := strconv.ParseInt(string(b), 10, 64)
+	if err != nil {
+		return false
+	}
+	rv := reflect.ValueOf(dst)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return false
+	}
+	switch ev := rv.Elem(); ev.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if ev.OverflowInt(n) {
+			return false
+		}
+		ev.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n < 0 || ev.OverflowUint(uint64(n)) {
+			return false
+		}
+		ev.SetUint(uint64(n))
+	case reflect.Interface:
+		if ev.NumMethod() != 0 {
+			return false
+		}
+		ev.Set(reflect.ValueOf(n))
+	default:
+		return false
+	}
+	return true
+}
+
+// encode validates and encodes a value into a stored envelope.
+func (c *Client) encode(value any) ([]byte, error) {
+	if value == nil {
+		return nil, errNilValue
+	}
+	if rv := reflect.ValueOf(value); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return nil, errNilValue
+	}
+	p, err := c.opt.Codec.Marshal(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidValue, err)
+	}
+	if c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(p)+envHeaderSize, c.opt.MaxValueSize)
+	}
+	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), payload: p}), nil
+}
+
+// Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
+// ([Client.TTLFor]) or DefaultTTL; a ttl under a millisecond is rounded up
+// to one; a negative ttl returns [ErrInvalidTTL]. On any error nothing is
+// written: errors wrap [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue]
+// (nil or unencodable value), [ErrValueTooLarge], [ErrClosed], or the Redis
+// error after retries.
+func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return opErr("set", key, err)
+	}
+	if ttl, err = c.ttl(key, ttl); err != nil {
+		return opErr("set", key, err)
+	}
+	b, err := c.encode(value)
+	if err != nil {
+		return opErr("set", key, err)
+	}
+	return c.setBytes(ctx, "set", key, k, b, ttl)
+}
+
+// setBytes runs SET PX with retries and counts the outcome.
+func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl time.Duration) error {
+	start := time.Now()
+	_, err := c.rdb.Set(ctx, k, b, ttl).Result()
+	if err != nil {
+		_, err = retry(ctx, c, idempotent, "", err, func(ctx context.Context) (string, error) {
+			return c.rdb.Set(ctx, k, b, ttl).Result()
+		})
+	}
+	c.ctr.observe(start)
+	if err != nil {
+		c.ctr.errors.Add(1)
+		return opErr(op, key, err)
+	}
+	c.ctr.sets.Add(1)
+	return nil
+}
+
+// Delete removes keys (UNLINK, so large values are freed in the background)
+// and returns how many existed. On a cluster, keys in different slots are
+// fine. If any key is invalid, nothing is deleted and the error wraps
+// [ErrInvalidKey]. No keys is not an error: it returns 0.
+func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
+	if ctx == nil {
+		return 0, opErr("delete", "", ErrNilContext)
+	}
+	if c.closed.Load() {
+		return 0, opErr("delete", "", ErrClosed)
+	}
+	ks := make([]string, len(keys))
+	for i, key := range keys {
+		k, err := c.storageKey(key)
+		if err != nil {
+			return 0, opErr("delete", key, err)
+		}
+		ks[i] = k
+	}
+	if len(ks) == 0 {
+		return 0, nil
+	}
+	start := time.Now()
+	n, err := c.unlink(ctx, ks)
+	if err != nil {
+		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
+			return c.unlink(ctx, ks)
+		})
+	}
+	c.ctr.observe(start)
+	if err != nil {
+		c.ctr.errors.Add(1)
+		return n, opErr("delete", "", err)
+	}
+	c.ctr.deletes.Add(uint64(n))
+	return n, nil
+}
+
+// Batch bounds: keys per multi-key command, and keys per pipeline, so a
+// huge batch neither builds one giant buffer nor outlives a read timeout.
+const (
+	unlinkChunk  = 500
+	pipelineKeys = 2000
+)
+
+// unlink deletes stored keys in one round trip per node: a single UNLINK
+// for one key; otherwise a pipeline of UNLINKs (one key each on a cluster,
+// where a multi-key UNLINK across slots fails with CROSSSLOT).
+func (c *Client) unlink(ctx context.Context, ks []string) (int64, error) {
+	if len(ks) == 1 {
+		return c.rdb.Unlink(ctx, ks[0]).Result()
+	}
+	_, cluster := c.rdb.(*redis.ClusterClient)
+	var total int64
+	for len(ks) > 0 {
+		n := min(len(ks), pipelineKeys)
+		batch := ks[:n]
+		ks = ks[n:]
+		pipe := c.rdb.Pipeline()
+		var cmds []*redis.IntCmd
+		if cluster {
+			for _, k := range batch {
+				cmds = append(cmds, pipe.Unlink(ctx, k))
+			}
+		} else {
+			for i := 0; i < len(batch); i += unlinkChunk {
+				cmds = append(cmds, pipe.Unlink(ctx, batch[i:min(i+unlinkChunk, len(batch))]...))
+			}
+		}
+		_, _ = pipe.Exec(ctx)
+		var errs []error
+		for _, cmd := range cmds {
+			n, err := cmd.Result()
+			total += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		if err := errors.Join(errs...); err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Exists reports whether key exists. Errors wrap [ErrInvalidKey],
+// [ErrClosed] or the Redis error after retries.
+func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return false, opErr("exists", key, err)
+	}
+	start := time.Now()
+	n, err := c.rdb.Exists(ctx, k).Result()
+	if err != nil {
+		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
+			return c.rdb.Exists(ctx, k).Result()
+		})
+	}
+	c.ctr.observe(start)
+	if err != nil {
+		c.ctr.errors.Add(1)
+		return false, opErr("exists", key, err)
+	}
+	return n == 1, nil
+}
+
+// Increment adds delta to the integer counter at key (INCRBY) and returns
+// the new value. A key that does not exist starts at 0 and is created
+// without a TTL (use [Client.Expire]); an existing key keeps its TTL. The
+// counter is a plain Redis integer that [Get] reads into any integer type.
+// Incrementing a value stored by Set fails with Redis's "not an integer"
+// error. Because INCRBY is not idempotent, it is retried only after
+// failures that prove it did not run (refused connection, LOADING, ...),
+// never after a timeout.
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return 0, opErr("increment", key, err)
+	}
+	start := time.Now()
+	n, err := c.rdb.IncrBy(ctx, k, delta).Result()
+	if err != nil {
+		n, err = retry(ctx, c, notIdempotent, n, err, func(ctx context.Context) (int64, error) {
+			return c.rdb.IncrBy(ctx, k, delta).Result()
+		})
+	}
+	c.ctr.observe(start)
+	if err != nil {
+		c.ctr.errors.Add(1)
+		return 0, opErr("increment", key, err)
+	}
+	return n, nil
+}
+
+// Expire sets the TTL of an existing key and reports whether the key
+// existed. ttl 0 means the key's namespace TTL or DefaultTTL; a negative ttl
+// returns [ErrInvalidTTL]. Other errors wrap [ErrInvalidKey], [ErrClosed] or
+// the Redis error after retries.
+func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return false, opErr("expire", key, err)
+	}
+	if ttl, err = c.ttl(key, ttl); err != nil {
+		return false, opErr("expire", key, err)
+	}
+	start := time.Now()
+	ok, err := c.rdb.PExpire(ctx, k, ttl).Result()
+	if err != nil {
+		ok, err = retry(ctx, c, idempotent, ok, err, func(ctx context.Context) (bool, error) {
+			return c.rdb.PExpire(ctx, k, ttl).Result()
+		})
+	}
+	c.ctr.observe(start)
+	if err != nil {
+		c.ctr.errors.Add(1)
+		return false, opErr("expire", key, err)
+	}
+	return ok, nil
+}
+
+// Get returns the value at key decoded as a T. It is [Client.Get] with a
+// typed result: a miss returns [ErrCacheMiss] and the zero T.
+func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
+	var v T
+	err := c.Get(ctx, key, &v)
+	return v, err
+}
+
+// Set stores v at key for ttl. It is [Client.Set] with a typed value.
+func Set[T any](ctx context.Context, c *Client, key string, v T, ttl time.Duration) error {
+	return c.Set(ctx, key, v, ttl)
+}

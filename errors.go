@@ -1,0 +1,68 @@
+package rediscache
+
+import (
+	"errors"
+	"strconv"
+)
+
+// Sentinel errors. Every error the Client returns for one of these conditions
+// wraps the matching sentinel, so callers test with [errors.Is].
+var (
+	// ErrCacheMiss is returned by the Get family when the key does not exist.
+	// A miss is not a failure: it is counted as a miss, never as an error.
+	ErrCacheMiss = errors.New("rediscache: cache miss")
+
+	// ErrClosed is returned by every call made after [Client.Close].
+	ErrClosed = errors.New("rediscache: client is closed")
+
+	// ErrInvalidKey is returned for an empty key or a key longer than
+	// Options.MaxKeySize. Nothing is read, written or deleted.
+	ErrInvalidKey = errors.New("rediscache: invalid key")
+
+	// ErrInvalidTTL is returned for a negative TTL. Nothing is written.
+	ErrInvalidTTL = errors.New("rediscache: invalid ttl")
+
+	// ErrInvalidValue is returned for a value that cannot be stored (nil, or
+	// rejected by the Codec) and for a Get destination that is not a non-nil
+	// pointer. Nothing is written.
+	ErrInvalidValue = errors.New("rediscache: invalid value")
+
+	// ErrValueTooLarge is returned when an encoded value is larger than
+	// Options.MaxValueSize. Nothing is written.
+	ErrValueTooLarge = errors.New("rediscache: value too large")
+
+	// ErrCorruptValue is returned when the stored bytes cannot be decoded:
+	// they were not written by this library, they were truncated, or the Codec
+	// cannot decode them into the destination type.
+	ErrCorruptValue = errors.New("rediscache: corrupt value")
+
+	// ErrInvalidOptions is returned by [New] when the Options are inconsistent.
+	ErrInvalidOptions = errors.New("rediscache: invalid options")
+
+	// ErrNilContext is returned when a call is given a nil context.Context.
+	ErrNilContext = errors.New("rediscache: nil context")
+)
+
+// OpError records the operation and the logical key (as the caller passed
+// it, without the Client's Prefix) of a failed call. It never contains a
+// cached value or a credential.
+type OpError struct {
+	Op  string // the operation: "get", "set", "delete", ...
+	Key string // the logical key, or "" for multi-key operations
+	Err error  // the underlying error; a sentinel of this package, a go-redis error, or a codec error
+}
+
+// Error returns "rediscache: <op> <key>: <err>".
+func (e *OpError) Error() string {
+	if e.Key == "" {
+		return "rediscache: " + e.Op + ": " + e.Err.Error()
+	}
+	return "rediscache: " + e.Op + " " + strconv.Quote(e.Key) + ": " + e.Err.Error()
+}
+
+// Unwrap returns the underlying error, so [errors.Is] and [errors.As] see it.
+func (e *OpError) Unwrap() error { return e.Err }
+
+func opErr(op, key string, err error) error {
+	return &OpError{Op: op, Key: key, Err: err}
+}
