@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/rediscache/rediscache"
+	"github.com/rediscache/rediscache/internal/redistest"
 )
 
 type task struct {
@@ -448,4 +449,36 @@ func TestConcurrentMixed(t *testing.T) {
 		assert.Equal(t, uint64(0), s.Errors)
 		assert.Positive(t, s.Hits+s.Misses)
 	})
+}
+
+// With the server gone, calls fail within their context; after a restart on
+// the same port the same Client works again.
+func TestServerRestart(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "r", DialTimeout: 200 * time.Millisecond})
+	require.NoError(t, err)
+	defer c.Close()
+	ctx := t.Context()
+	require.NoError(t, c.Set(ctx, "k", 1, 0))
+
+	srv.Kill()
+	for range 3 {
+		cctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		start := time.Now()
+		_, err := rediscache.Get[int](cctx, c, "k")
+		cancel()
+		require.Error(t, err)
+		require.NotErrorIs(t, err, rediscache.ErrCacheMiss)
+		assert.Less(t, time.Since(start), 3*time.Second, "a call must not hang past its context")
+	}
+	assert.Positive(t, c.Stats().Errors)
+
+	srv.Restart(t)
+	require.Eventually(t, func() bool {
+		return c.Set(ctx, "k", 2, 0) == nil
+	}, 5*time.Second, 50*time.Millisecond)
+	v, err := rediscache.Get[int](ctx, c, "k")
+	require.NoError(t, err)
+	assert.Equal(t, 2, v)
 }

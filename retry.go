@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"syscall"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/redis/go-redis/v9"
@@ -52,10 +53,11 @@ func transient(err error, idem bool) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// retry runs fn again after the first attempt failed with err, with
-// exponential backoff and jitter, until it succeeds, fails permanently,
-// MaxRetries is reached or ctx is done. It is only entered on a failure, so
-// the successful path pays nothing for it.
+// retry runs fn again after the first attempt failed with err, waiting an
+// exponential backoff with jitter before each attempt, until it succeeds,
+// fails permanently, MaxRetries is reached or ctx is done. It is only
+// entered on a failure, so the successful path pays nothing for it. When ctx
+// ends the wait, the error wraps both ctx.Err() and the last failure.
 func retry[T any](ctx context.Context, c *Client, idem bool, v T, err error, fn func(context.Context) (T, error)) (T, error) {
 	if c.opt.MaxRetries == 0 || !transient(err, idem) || ctx.Err() != nil {
 		return v, err
@@ -65,21 +67,26 @@ func retry[T any](ctx context.Context, c *Client, idem bool, v T, err error, fn 
 	eb.MaxInterval = c.opt.MaxRetryBackoff
 	eb.RandomizationFactor = 0.5
 	eb.MaxElapsedTime = 0
-	b := backoff.WithContext(backoff.WithMaxRetries(eb, uint64(c.opt.MaxRetries)), ctx)
-	last := err
-	v, err = backoff.RetryWithData(func() (T, error) {
-		r, err := fn(ctx)
-		if err != nil {
-			last = err
-			if !transient(err, idem) {
-				return r, backoff.Permanent(err)
-			}
+	b := backoff.WithMaxRetries(eb, uint64(c.opt.MaxRetries))
+	var timer *time.Timer
+	for {
+		d := b.NextBackOff()
+		if d == backoff.Stop {
+			return v, err
 		}
-		return r, err
-	}, b)
-	if err != nil && ctx.Err() != nil && !errors.Is(err, last) {
-		// backoff reports only ctx.Err(); keep the failure that led here.
-		err = errors.Join(err, last)
+		if timer == nil {
+			timer = time.NewTimer(d)
+			defer timer.Stop()
+		} else {
+			timer.Reset(d)
+		}
+		select {
+		case <-ctx.Done():
+			return v, errors.Join(ctx.Err(), err)
+		case <-timer.C:
+		}
+		if v, err = fn(ctx); !transient(err, idem) {
+			return v, err
+		}
 	}
-	return v, err
 }
