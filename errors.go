@@ -39,6 +39,11 @@ var (
 	// ErrInvalidOptions is returned by [New] when the Options are inconsistent.
 	ErrInvalidOptions = errors.New("rediscache: invalid options")
 
+	// ErrNoPrefix is returned by [Client.ClearAll] when Options.Prefix is
+	// empty: without a prefix the Client cannot tell its keys from anyone
+	// else's, so it deletes nothing.
+	ErrNoPrefix = errors.New("rediscache: no prefix")
+
 	// ErrNilContext is returned when a call is given a nil context.Context.
 	ErrNilContext = errors.New("rediscache: nil context")
 )
