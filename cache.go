@@ -446,3 +446,18 @@ func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 func Set[T any](ctx context.Context, c *Client, key string, v T, ttl time.Duration) error {
 	return c.Set(ctx, key, v, ttl)
 }
+
+// Ping checks that Redis answers. It returns [ErrClosed] after Close, or the
+// Redis error (not retried: a health check should see the failure).
+func (c *Client) Ping(ctx context.Context) error {
+	if ctx == nil {
+		return opErr("ping", "", ErrNilContext)
+	}
+	if c.closed.Load() {
+		return opErr("ping", "", ErrClosed)
+	}
+	if err := c.rdb.Ping(ctx).Err(); err != nil {
+		return opErr("ping", "", err)
+	}
+	return nil
+}

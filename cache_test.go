@@ -87,8 +87,7 @@ func TestBadInputWritesNothing(t *testing.T) {
 		closed := e.client(t, rediscache.Options{Prefix: "p"})
 		require.NoError(t, closed.Close())
 		var dst task
-		//lint:ignore SA1012 a nil context is exactly what is under test
-		var nilCtx context.Context //nolint:staticcheck
+		var nilCtx context.Context // a nil context is exactly what is under test
 		cases := []struct {
 			name string
 			call func() error
@@ -356,7 +355,9 @@ func TestCloseOwnership(t *testing.T) {
 	ctx := t.Context()
 
 	own := e.client(t, rediscache.Options{})
+	require.NoError(t, own.Ping(ctx))
 	require.NoError(t, own.Close())
+	require.ErrorIs(t, own.Ping(ctx), rediscache.ErrClosed)
 	require.NoError(t, own.Close(), "Close is idempotent")
 	require.ErrorIs(t, own.Redis().Ping(ctx).Err(), redis.ErrClosed, "a client New built is closed")
 

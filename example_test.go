@@ -1,0 +1,124 @@
+package rediscache_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+
+	"github.com/rediscache/rediscache"
+)
+
+type Task struct {
+	ID     string `json:"id"`
+	Status string `json:"status"`
+}
+
+func ExampleNew() {
+	srv, _ := miniredis.Run() // an in-process Redis, so the example runs anywhere
+	defer srv.Close()
+
+	c, err := rediscache.New(&rediscache.Options{
+		Addrs:      []string{srv.Addr()},
+		Prefix:     "myapp",
+		DefaultTTL: rediscache.TTLMedium,
+	})
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+
+	ctx := context.Background()
+	_ = c.Set(ctx, "greeting", "hello", 0)
+	var s string
+	_ = c.Get(ctx, "greeting", &s)
+	fmt.Println(s, c.StorageKey("greeting"))
+	// Output: hello myapp:greeting
+}
+
+func ExampleGet() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
+	defer c.Close()
+	ctx := context.Background()
+	keys := rediscache.NewKeyGenerator(rediscache.V1)
+
+	_ = rediscache.Set(ctx, c, keys.TaskKey("task_123"), Task{ID: "task_123", Status: "done"}, rediscache.TTLLong)
+	t, err := rediscache.Get[Task](ctx, c, keys.TaskKey("task_123"))
+	fmt.Println(t.Status, err)
+
+	_, err = rediscache.Get[Task](ctx, c, keys.TaskKey("task_404"))
+	fmt.Println(errors.Is(err, rediscache.ErrCacheMiss))
+
+	s := c.Stats()
+	fmt.Printf("hits=%d misses=%d hit rate=%.2f\n", s.Hits, s.Misses, s.HitRate())
+	// Output:
+	// done <nil>
+	// true
+	// hits=1 misses=1 hit rate=0.50
+}
+
+func ExampleKeyGenerator() {
+	g := rediscache.NewKeyGenerator(rediscache.V1)
+	fmt.Println(g.TaskKey("task_123"))
+	fmt.Println(g.UserTasksKey("user_abc", "pending", 20, 0))
+	fmt.Println(g.UserKey("user_abc123", "user_profile"))
+	fmt.Println(g.SessionKey("user_abc", "session_xyz", false))
+	fmt.Println(g.AgentStateKey("style_agent", "task_123"))
+	fmt.Println(g.APIResponseKey("/tasks", map[string]string{"status": "done", "page": "2"}))
+	// Output:
+	// tasks:v1:task_123
+	// tasks:v1:user_tasks:user_abc:pending:20:0
+	// user:v1:user_profile:user_abc123
+	// sessions:v1:session:user_abc:session_xyz
+	// agent:v1:agent_state:style_agent:task_123
+	// api:v1:response:/tasks:page=2&status=done
+}
+
+func ExampleKeyGenerator_Key() {
+	g := rediscache.NewKeyGenerator(rediscache.V2)
+	// Components are escaped: an id can never reach into another key.
+	fmt.Println(g.Key(rediscache.NamespaceUser, "settings", "abc:session:other"))
+	fmt.Println(g.Key("billing", "invoice", "2026/11", "*"))
+	ns, v, parts, _ := rediscache.ParseKey(g.Key(rediscache.NamespaceUser, "settings", "abc:session:other"))
+	fmt.Println(ns, v, parts)
+	// Output:
+	// user:v2:settings:abc%3Asession%3Aother
+	// billing:v2:invoice:2026/11:%2A
+	// user v2 [settings abc:session:other]
+}
+
+func ExampleClient_TTLFor() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	ttls := rediscache.DefaultNamespaceTTLs()
+	ttls[rediscache.NamespaceTasks] = 2 * time.Minute // a service's own override
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, NamespaceTTLs: ttls})
+	defer c.Close()
+
+	fmt.Println(c.TTLFor(rediscache.NamespaceTasks), c.TTLFor(rediscache.NamespaceSessions), c.TTLFor("other"))
+
+	// ttl 0 picks the namespace TTL from the key's first segment.
+	_ = c.Set(context.Background(), "sessions:v1:session:u:s", "token", 0)
+	fmt.Println(srv.TTL("sessions:v1:session:u:s"))
+	// Output:
+	// 2m0s 24h0m0s 5m0s
+	// 24h0m0s
+}
+
+func ExampleClient_Increment() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
+	defer c.Close()
+	ctx := context.Background()
+
+	_, _ = c.Increment(ctx, "views:task_123", 1)
+	n, _ := c.Increment(ctx, "views:task_123", 2)
+	v, _ := rediscache.Get[int](ctx, c, "views:task_123")
+	fmt.Println(n, v)
+	// Output: 3 3
+}
