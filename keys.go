@@ -146,7 +146,7 @@ const maxParamsLen = 128
 // rendered as "k1=v1&k2=v2" in sorted key order, so map order never changes
 // the key; "&", "=" and "%" inside names and values are percent-escaped so
 // two different maps never render alike. A rendering longer than 128 bytes
-// is replaced by its SHA-256 in hex (which holds no "=", so it cannot equal
+// once escaped is replaced by its SHA-256 in hex (which holds no "=", so it cannot equal
 // a rendering). An empty map renders as "".
 func (g *KeyGenerator) APIResponseKey(endpoint string, params map[string]string) string {
 	names := make([]string, 0, len(params))
@@ -164,7 +164,7 @@ func (g *KeyGenerator) APIResponseKey(endpoint string, params map[string]string)
 		writeParam(&b, params[k])
 	}
 	p := b.String()
-	if len(p) > maxParamsLen {
+	if len(EscapeComponent(p)) > maxParamsLen {
 		sum := sha256.Sum256([]byte(p))
 		p = hex.EncodeToString(sum[:])
 	}
