@@ -67,6 +67,7 @@ func retry[T any](ctx context.Context, c *Client, idem bool, v T, err error, fn 
 	eb.MaxInterval = c.opt.MaxRetryBackoff
 	eb.RandomizationFactor = 0.5
 	eb.MaxElapsedTime = 0
+	eb.Reset() // NewExponentialBackOff drew the first interval from its 500ms default
 	b := backoff.WithMaxRetries(eb, uint64(c.opt.MaxRetries))
 	var timer *time.Timer
 	for {
