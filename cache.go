@@ -22,10 +22,12 @@ import (
 	"fmt"
 	"reflect"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/singleflight"
 )
 
 // Client is a Redis cache. All methods are safe for concurrent use. Every
@@ -38,7 +40,18 @@ type Client struct {
 	pfx    string // Prefix + ":" or ""
 	closed atomic.Bool
 	ctr    counters
+	gens   *generations // nil when GenerationTTL is -1
+	brk    *breaker     // nil when BreakerFailures is -1
+	bg     *background
+	flight singleflight.Group // shared loads, by stored key
+
+	lastLog     atomic.Int64 // unix ns of the last log line
+	droppedLogs atomic.Uint64
 }
+
+// maxBackground bounds the optional background work (early and stale
+// refreshes) each Client runs at once.
+const maxBackground = 16
 
 // New returns a Client configured by opt, which is copied. It returns an
 // error wrapping [ErrInvalidOptions] when opt is nil or inconsistent. New
@@ -51,13 +64,19 @@ func New(opt *Options) (*Client, error) {
 	if err := o.init(); err != nil {
 		return nil, err
 	}
-	c := &Client{opt: o, rdb: o.Redis}
+	c := &Client{opt: o, rdb: o.Redis, bg: newBackground(maxBackground)}
 	if c.rdb == nil {
 		c.rdb = o.newRedis()
 		c.owned = true
 	}
 	if o.Prefix != "" {
 		c.pfx = o.Prefix + ":"
+	}
+	if o.GenerationTTL > 0 {
+		c.gens = newGenerations(c.pfx+genHashName, o.GenerationTTL)
+	}
+	if o.BreakerFailures > 0 {
+		c.brk = newBreaker(c)
 	}
 	return c, nil
 }
@@ -68,6 +87,7 @@ func (c *Client) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
+	c.bg.close()
 	if c.owned {
 		return c.rdb.Close()
 	}
@@ -84,18 +104,35 @@ func (c *Client) StorageKey(key string) string { return c.pfx + key }
 var (
 	errEmptyKey   = fmt.Errorf("%w: empty key", ErrInvalidKey)
 	errKeyTooLong = fmt.Errorf("%w: longer than MaxKeySize", ErrInvalidKey)
+	errKeyNUL     = fmt.Errorf("%w: holds a NUL byte", ErrInvalidKey)
 	errNilValue   = fmt.Errorf("%w: nil", ErrInvalidValue)
 	errBadDst     = fmt.Errorf("%w: destination must be a non-nil pointer", ErrInvalidValue)
+	// errNegative marks a cached ErrNotFound: a miss for plain Get.
+	errNegative = errors.New("rediscache: negative entry")
 )
+
+// usable checks what every call checks first: the context, Close, and the
+// circuit breaker (a rejected call is counted as an error).
+func (c *Client) usable(ctx context.Context) error {
+	if ctx == nil {
+		return ErrNilContext
+	}
+	if c.closed.Load() {
+		return ErrClosed
+	}
+	if !c.brk.allow() {
+		c.ctr.errors.Add(1)
+		return ErrCircuitOpen
+	}
+	return nil
+}
 
 // prepare checks the call and returns the stored key.
 func (c *Client) prepare(ctx context.Context, key string) (string, error) {
-	if ctx == nil {
-		return "", ErrNilContext
+	if err := c.usable(ctx); err != nil {
+		return "", err
 	}
-	if c.closed.Load() {
-		return "", ErrClosed
-	}
+	c.syncGenerations(ctx)
 	return c.storageKey(key)
 }
 
@@ -105,6 +142,12 @@ func (c *Client) storageKey(key string) (string, error) {
 	}
 	if c.opt.MaxKeySize > 0 && len(c.pfx)+len(key) > c.opt.MaxKeySize {
 		return "", errKeyTooLong
+	}
+	if strings.IndexByte(key, 0) >= 0 {
+		return "", errKeyNUL
+	}
+	if k, ok := c.genKey(key); ok {
+		return k, nil
 	}
 	if c.pfx == "" {
 		return key, nil
@@ -126,6 +169,10 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 		return err
 	}
 	if err := c.decode(b, dst); err != nil {
+		if err == errNegative {
+			c.ctr.misses.Add(1)
+			return ErrCacheMiss
+		}
 		c.ctr.errors.Add(1)
 		return opErr("get", key, err)
 	}
@@ -147,7 +194,7 @@ func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
 			return c.rdb.Get(ctx, k).Bytes()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	switch {
 	case err == nil:
 		return b, nil
@@ -171,7 +218,7 @@ func (c *Client) decode(b []byte, dst any) error {
 		return err
 	}
 	if e.flags&flagNegative != 0 {
-		return fmt.Errorf("%w: negative entry", ErrCorruptValue)
+		return errNegative
 	}
 	if err := c.opt.Codec.Unmarshal(e.payload, dst); err != nil {
 		return fmt.Errorf("%w: %w", ErrCorruptValue, err)
@@ -263,7 +310,7 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 			return c.rdb.Set(ctx, k, b, ttl).Result()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	if err != nil {
 		c.ctr.errors.Add(1)
 		return opErr(op, key, err)
@@ -273,88 +320,33 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 }
 
 // Delete removes keys (UNLINK, so large values are freed in the background)
-// and returns how many existed. On a cluster, keys in different slots are
-// fine. If any key is invalid, nothing is deleted and the error wraps
+// and returns how many existed. Several keys go through [Client.DeleteMany]:
+// one round trip per node, and keys in different cluster slots are fine. If
+// any key is invalid, nothing is deleted and the error wraps
 // [ErrInvalidKey]. No keys is not an error: it returns 0.
 func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
-	if ctx == nil {
-		return 0, opErr("delete", "", ErrNilContext)
+	if len(keys) != 1 {
+		return c.DeleteMany(ctx, keys)
 	}
-	if c.closed.Load() {
-		return 0, opErr("delete", "", ErrClosed)
-	}
-	ks := make([]string, len(keys))
-	for i, key := range keys {
-		k, err := c.storageKey(key)
-		if err != nil {
-			return 0, opErr("delete", key, err)
-		}
-		ks[i] = k
-	}
-	if len(ks) == 0 {
-		return 0, nil
+	key := keys[0]
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return 0, opErr("delete", key, err)
 	}
 	start := time.Now()
-	n, err := c.unlink(ctx, ks)
+	n, err := c.rdb.Unlink(ctx, k).Result()
 	if err != nil {
 		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.unlink(ctx, ks)
+			return c.rdb.Unlink(ctx, k).Result()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	if err != nil {
 		c.ctr.errors.Add(1)
-		return n, opErr("delete", "", err)
+		return 0, opErr("delete", key, err)
 	}
 	c.ctr.deletes.Add(uint64(n))
 	return n, nil
-}
-
-// Batch bounds: keys per multi-key command, and keys per pipeline, so a
-// huge batch neither builds one giant buffer nor outlives a read timeout.
-const (
-	unlinkChunk  = 500
-	pipelineKeys = 2000
-)
-
-// unlink deletes stored keys in one round trip per node: a single UNLINK
-// for one key; otherwise a pipeline of UNLINKs (one key each on a cluster,
-// where a multi-key UNLINK across slots fails with CROSSSLOT).
-func (c *Client) unlink(ctx context.Context, ks []string) (int64, error) {
-	if len(ks) == 1 {
-		return c.rdb.Unlink(ctx, ks[0]).Result()
-	}
-	_, cluster := c.rdb.(*redis.ClusterClient)
-	var total int64
-	for len(ks) > 0 {
-		n := min(len(ks), pipelineKeys)
-		batch := ks[:n]
-		ks = ks[n:]
-		pipe := c.rdb.Pipeline()
-		var cmds []*redis.IntCmd
-		if cluster {
-			for _, k := range batch {
-				cmds = append(cmds, pipe.Unlink(ctx, k))
-			}
-		} else {
-			for i := 0; i < len(batch); i += unlinkChunk {
-				cmds = append(cmds, pipe.Unlink(ctx, batch[i:min(i+unlinkChunk, len(batch))]...))
-			}
-		}
-		_, _ = pipe.Exec(ctx)
-		var errs []error
-		for _, cmd := range cmds {
-			n, err := cmd.Result()
-			total += n
-			if err != nil {
-				errs = append(errs, err)
-			}
-		}
-		if err := errors.Join(errs...); err != nil {
-			return total, err
-		}
-	}
-	return total, nil
 }
 
 // Exists reports whether key exists. Errors wrap [ErrInvalidKey],
@@ -371,7 +363,7 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 			return c.rdb.Exists(ctx, k).Result()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	if err != nil {
 		c.ctr.errors.Add(1)
 		return false, opErr("exists", key, err)
@@ -399,7 +391,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 			return c.rdb.IncrBy(ctx, k, delta).Result()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	if err != nil {
 		c.ctr.errors.Add(1)
 		return 0, opErr("increment", key, err)
@@ -426,7 +418,7 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 			return c.rdb.PExpire(ctx, k, ttl).Result()
 		})
 	}
-	c.ctr.observe(start)
+	c.observe(start, err)
 	if err != nil {
 		c.ctr.errors.Add(1)
 		return false, opErr("expire", key, err)

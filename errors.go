@@ -15,7 +15,8 @@ var (
 	// ErrClosed is returned by every call made after [Client.Close].
 	ErrClosed = errors.New("rediscache: client is closed")
 
-	// ErrInvalidKey is returned for an empty key or a key longer than
+	// ErrInvalidKey is returned for an empty key, a key holding a NUL byte
+	// (reserved for the library's bookkeeping keys) or a key longer than
 	// Options.MaxKeySize. Nothing is read, written or deleted.
 	ErrInvalidKey = errors.New("rediscache: invalid key")
 
@@ -43,6 +44,20 @@ var (
 	// empty: without a prefix the Client cannot tell its keys from anyone
 	// else's, so it deletes nothing.
 	ErrNoPrefix = errors.New("rediscache: no prefix")
+
+	// ErrNotFound is what a loader returns (or wraps) to say "this record
+	// does not exist". [GetOrLoad] caches that answer for Options.NegativeTTL
+	// and returns ErrNotFound itself until then, without calling the loader.
+	ErrNotFound = errors.New("rediscache: not found")
+
+	// ErrCircuitOpen is returned, at once and without contacting Redis, by
+	// calls made while the circuit breaker is open after consecutive Redis
+	// failures. GetOrLoad never returns it: it serves the loader's value.
+	ErrCircuitOpen = errors.New("rediscache: circuit breaker open")
+
+	// ErrLoaderPanic is returned to every caller sharing a load whose loader
+	// panicked; the panic value is in the message.
+	ErrLoaderPanic = errors.New("rediscache: loader panicked")
 
 	// ErrNilContext is returned when a call is given a nil context.Context.
 	ErrNilContext = errors.New("rediscache: nil context")

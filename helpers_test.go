@@ -1,6 +1,8 @@
 package rediscache_test
 
 import (
+	"strconv"
+
 	"testing"
 
 	"github.com/alicebob/miniredis/v2"
@@ -63,4 +65,11 @@ func dbsize(t testing.TB, e env) int64 {
 	n, err := e.raw.DBSize(t.Context()).Result()
 	require.NoError(t, err)
 	return n
+}
+
+func mustFloat(t testing.TB, s string) float64 {
+	t.Helper()
+	f, err := strconv.ParseFloat(s, 64)
+	require.NoError(t, err)
+	return f
 }

@@ -3,6 +3,7 @@ package rediscache
 import (
 	"crypto/tls"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -16,6 +17,13 @@ const (
 	DefaultMaxRetryBackoff = 512 * time.Millisecond
 	DefaultMaxValueSize    = 16 << 20
 	DefaultMaxKeySize      = 4 << 10
+
+	DefaultNegativeTTL      = 30 * time.Second
+	DefaultLoadTimeout      = 10 * time.Second
+	DefaultLockTTL          = 3 * time.Second
+	DefaultEarlyRefreshBeta = 1.0
+	DefaultBreakerFailures  = 5
+	DefaultBreakerCooldown  = time.Second
 )
 
 // Options configures a [Client]. The zero value of every field means its
@@ -95,6 +103,50 @@ type Options struct {
 	// MaxValueSize is the largest encoded value Set accepts, in bytes.
 	// Default 16 MiB; -1 means no limit.
 	MaxValueSize int
+	// GenerationTTL bounds how long a Client may go on using a namespace
+	// after another Client with the same Prefix invalidated it with
+	// [Client.InvalidateNamespace]: each Client caches the namespace
+	// generations for this long. Default 1s; -1 switches namespace
+	// generations off (no bookkeeping reads, InvalidateNamespace refused).
+	GenerationTTL time.Duration
+
+	// NegativeTTL is how long GetOrLoad caches a loader's [ErrNotFound].
+	// Default 30s; -1 disables negative caching.
+	NegativeTTL time.Duration
+	// StaleTTL keeps a GetOrLoad entry this long past its freshness: a stale
+	// entry is served at once while one background load refreshes it, and
+	// goes on being served while the loader fails. 0 (the default) disables.
+	StaleTTL time.Duration
+	// LoadTimeout bounds a shared load. The load runs detached from the
+	// cancellation of the caller that started it (each caller still leaves on
+	// its own context). Default 10s.
+	LoadTimeout time.Duration
+	// LockTTL is the lifetime of the short Redis lease (SET NX PX) that lets
+	// one process load a missing key while other processes wait for the
+	// value; it is also how long they wait before loading themselves.
+	// Default 3s; -1 disables the lease (one load per key per process).
+	LockTTL time.Duration
+	// EarlyRefreshBeta is the XFetch beta of probabilistic early refresh: a
+	// GetOrLoad hit refreshes the entry in the background with a probability
+	// that grows as expiry nears, weighted by how long the last load took.
+	// Larger refreshes earlier. Default 1.0; -1 disables.
+	EarlyRefreshBeta float64
+
+	// BreakerFailures is how many consecutive Redis outage errors (network,
+	// timeouts, LOADING, CLUSTERDOWN, ...) open the circuit breaker. While
+	// open, calls skip Redis for BreakerCooldown: Get/Set/... return
+	// [ErrCircuitOpen] at once and GetOrLoad serves the loader's value.
+	// Default 5; -1 disables the breaker.
+	BreakerFailures int
+	// BreakerCooldown is how long the breaker stays open before it lets a
+	// probe through. Default 1s.
+	BreakerCooldown time.Duration
+
+	// Logger receives fail-open warnings and breaker state changes, at most
+	// one line per second per Client. Nil (the default) logs nothing. Values
+	// and credentials are never logged.
+	Logger *slog.Logger
+
 	// MaxKeySize is the longest stored key (Prefix included), in bytes.
 	// Default 4 KiB; -1 means no limit.
 	MaxKeySize int
@@ -143,6 +195,33 @@ func (o *Options) init() error {
 	if o.MaxKeySize == 0 {
 		o.MaxKeySize = DefaultMaxKeySize
 	}
+	if o.NegativeTTL == 0 {
+		o.NegativeTTL = DefaultNegativeTTL
+	}
+	if o.StaleTTL < 0 {
+		o.StaleTTL = 0
+	}
+	if o.LoadTimeout <= 0 {
+		o.LoadTimeout = DefaultLoadTimeout
+	}
+	if o.LockTTL == 0 {
+		o.LockTTL = DefaultLockTTL
+	}
+	switch {
+	case o.EarlyRefreshBeta == 0:
+		o.EarlyRefreshBeta = DefaultEarlyRefreshBeta
+	case o.EarlyRefreshBeta != o.EarlyRefreshBeta:
+		return fmt.Errorf("%w: EarlyRefreshBeta is NaN", ErrInvalidOptions)
+	}
+	if o.BreakerFailures == 0 {
+		o.BreakerFailures = DefaultBreakerFailures
+	}
+	if o.BreakerCooldown <= 0 {
+		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.GenerationTTL == 0 {
+		o.GenerationTTL = DefaultGenerationTTL
+	}
 	if o.PoolSize == 0 {
 		o.PoolSize = DefaultPoolSize
 	}
@@ -156,7 +235,9 @@ func (o *Options) init() error {
 }
 
 // newRedis builds the go-redis client from the connection fields. Our own
-// retry loop owns retries, so go-redis's are switched off (-1).
+// retry loop owns retries, so go-redis's are switched off (-1), and so are
+// its dial retries (1 attempt instead of 5 with 100ms pauses, which made a
+// down node cost 0.4s per connection attempt inside each of our attempts).
 func (o *Options) newRedis() redis.UniversalClient {
 	return redis.NewUniversalClient(&redis.UniversalOptions{
 		Addrs:                 o.Addrs,
@@ -172,6 +253,7 @@ func (o *Options) newRedis() redis.UniversalClient {
 		ReadTimeout:           o.ReadTimeout,
 		WriteTimeout:          o.WriteTimeout,
 		MaxRetries:            -1,
+		DialerRetries:         1,
 		ContextTimeoutEnabled: true,
 	})
 }

@@ -1,0 +1,66 @@
+package rediscache
+
+import (
+	"context"
+	"sync"
+)
+
+// background runs the Client's own goroutines (generation refreshes, early
+// refreshes, shared loads) so that Close can stop them and wait for them:
+// no goroutine of a Client outlives its Close.
+type background struct {
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	mu     sync.Mutex // orders go() against close()
+	closed bool
+	wg     sync.WaitGroup
+	sem    chan struct{} // bounds the optional goroutines started by tryGo
+}
+
+func newBackground(limit int) *background {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &background{ctx: ctx, cancel: cancel, sem: make(chan struct{}, limit)}
+}
+
+// goRun runs fn in a new goroutine unless the Client is closed, and reports
+// whether it did.
+func (b *background) goRun(fn func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// tryGo is goRun for work that may be skipped: it runs fn only while fewer
+// than the limit of such goroutines are running.
+func (b *background) tryGo(fn func()) bool {
+	select {
+	case b.sem <- struct{}{}:
+	default:
+		return false
+	}
+	if !b.goRun(func() {
+		defer func() { <-b.sem }()
+		fn()
+	}) {
+		<-b.sem
+		return false
+	}
+	return true
+}
+
+// close cancels the background context and waits for every goroutine.
+func (b *background) close() {
+	b.mu.Lock()
+	b.closed = true
+	b.mu.Unlock()
+	b.cancel()
+	b.wg.Wait()
+}

@@ -1,0 +1,105 @@
+package rediscache
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"sync/atomic"
+	"time"
+
+	"github.com/sony/gobreaker/v2"
+)
+
+// breaker skips Redis during an outage. The state machine is sony/gobreaker:
+// it opens after BreakerFailures consecutive outage errors, stays open for
+// BreakerCooldown, then half-opens and lets calls probe; one success closes
+// it, one failure opens it again.
+//
+// gobreaker takes a mutex twice per request, so the healthy path does not go
+// through it: while the breaker is closed and no failure is pending, a call
+// costs one atomic load. Outcomes are reported to gobreaker only when they
+// can change its state (a failure, or the first success after failures).
+type breaker struct {
+	cb      *gobreaker.CircuitBreaker[struct{}]
+	open    atomic.Bool  // gobreaker state is not closed
+	pending atomic.Int64 // failures reported since the last success
+}
+
+func newBreaker(c *Client) *breaker {
+	b := &breaker{}
+	threshold := uint32(c.opt.BreakerFailures)
+	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
+		Name:        "rediscache",
+		MaxRequests: 1,
+		Timeout:     c.opt.BreakerCooldown,
+		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= threshold },
+		OnStateChange: func(_ string, from, to gobreaker.State) {
+			b.open.Store(to != gobreaker.StateClosed)
+			if to == gobreaker.StateOpen {
+				c.ctr.breakerOpens.Add(1)
+			}
+			c.logf(slog.LevelWarn, "rediscache: circuit breaker "+to.String(), "from", from.String())
+		},
+	})
+	return b
+}
+
+// allow reports whether a call may go to Redis now.
+func (b *breaker) allow() bool {
+	if b == nil || !b.open.Load() {
+		return true
+	}
+	return b.cb.State() != gobreaker.StateOpen
+}
+
+// report records the outcome of a call that allow let through.
+func (b *breaker) report(err error) {
+	if b == nil {
+		return
+	}
+	if outage(err) {
+		b.pending.Add(1)
+		_, _ = b.cb.Execute(func() (struct{}, error) { return struct{}{}, err })
+		return
+	}
+	if b.pending.Load() > 0 || b.open.Load() {
+		b.pending.Store(0)
+		_, _ = b.cb.Execute(func() (struct{}, error) { return struct{}{}, nil })
+	}
+}
+
+// state returns the breaker's state for Stats and metrics: "closed",
+// "half-open" or "open".
+func (b *breaker) state() string {
+	if b == nil {
+		return "disabled"
+	}
+	return b.cb.State().String()
+}
+
+// outage reports whether err says Redis is unreachable or unwell, as
+// opposed to a miss, a command error, or the caller giving up.
+func outage(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	return transient(err, idempotent) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// logf logs through Options.Logger, at most once per second per Client;
+// the number of messages dropped since the last one is attached.
+func (c *Client) logf(level slog.Level, msg string, args ...any) {
+	if c.opt.Logger == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.lastLog.Load()
+	if now-last < int64(time.Second) || !c.lastLog.CompareAndSwap(last, now) {
+		c.droppedLogs.Add(1)
+		return
+	}
+	if n := c.droppedLogs.Swap(0); n > 0 {
+		args = append(args, "suppressed", n)
+	}
+	c.opt.Logger.Log(context.Background(), level, msg, args...)
+}

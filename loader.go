@@ -1,0 +1,442 @@
+package rediscache
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Source tells where a [GetOrLoadWithSource] answer came from.
+type Source uint8
+
+// Sources of a GetOrLoad answer.
+const (
+	SourceHit      Source = iota + 1 // a fresh cached value (possibly just stored by another process's load)
+	SourceLoaded                     // the loader, called once for all concurrent callers of this process
+	SourceStale                      // a stale cached value, served while one background load refreshes it
+	SourceFallback                   // the loader, because Redis failed or the circuit breaker is open
+)
+
+// String returns "hit", "loaded", "stale" or "fallback".
+func (s Source) String() string {
+	switch s {
+	case SourceHit:
+		return "hit"
+	case SourceLoaded:
+		return "loaded"
+	case SourceStale:
+		return "stale"
+	case SourceFallback:
+		return "fallback"
+	}
+	return "unknown"
+}
+
+// GetOrLoad returns the value at key, calling load on a miss and caching
+// its result for ttl (0: the key's namespace TTL or DefaultTTL).
+//
+//   - Concurrent misses of a key in one process share one load call, which
+//     runs detached from the first caller's cancellation, bounded by
+//     Options.LoadTimeout; each caller leaves on its own ctx.
+//   - Across processes, the first to miss takes a short Redis lease
+//     (Options.LockTTL) and the others wait for its value.
+//   - A load returning (or wrapping) [ErrNotFound] is cached for
+//     Options.NegativeTTL: GetOrLoad returns ErrNotFound without calling
+//     load again until then. Any other load error is returned and nothing
+//     is cached. A load that panics returns [ErrLoaderPanic].
+//   - A hit near expiry may start a background refresh (XFetch,
+//     Options.EarlyRefreshBeta); with Options.StaleTTL a stale entry is
+//     served at once while a background load refreshes it.
+//   - When Redis fails or the circuit breaker is open, GetOrLoad returns
+//     the loader's value with a nil error (fail open).
+//
+// Errors: [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue] (nil load),
+// [ErrClosed], [ErrNilContext], ctx.Err() when ctx ends first, or the
+// loader's error.
+func GetOrLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
+	v, _, err := GetOrLoadWithSource(ctx, c, key, ttl, load)
+	return v, err
+}
+
+var errNilLoader = fmt.Errorf("%w: nil loader", ErrInvalidValue)
+
+// GetOrLoadWithSource is [GetOrLoad] that also reports where the answer
+// came from, for per-call logging or metrics.
+func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, Source, error) {
+	const op = "getorload"
+	var zero T
+	if load == nil {
+		return zero, 0, opErr(op, key, errNilLoader)
+	}
+	ttl, err := c.ttl(key, ttl)
+	if err != nil {
+		return zero, 0, opErr(op, key, err)
+	}
+	if ctx != nil && !c.closed.Load() && !c.brk.allow() {
+		return breakerOpenLoad(ctx, c, key, ttl, load)
+	}
+	k, err := c.prepare(ctx, key)
+	if errors.Is(err, ErrCircuitOpen) {
+		return breakerOpenLoad(ctx, c, key, ttl, load)
+	}
+	if err != nil {
+		return zero, 0, opErr(op, key, err)
+	}
+	start := time.Now()
+	b, err := c.rdb.Get(ctx, k).Bytes()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
+			return c.rdb.Get(ctx, k).Bytes()
+		})
+	}
+	c.observe(start, err)
+	switch {
+	case err == nil:
+		if v, src, err, ok := fromCache(c, key, k, ttl, b, load); ok {
+			return v, src, err
+		}
+		c.ctr.errors.Add(1) // undecodable: load and overwrite it
+	case errors.Is(err, redis.Nil):
+		c.ctr.misses.Add(1)
+	case ctx.Err() != nil:
+		c.ctr.errors.Add(1)
+		return zero, 0, opErr(op, key, err)
+	default:
+		c.ctr.errors.Add(1)
+		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", op, "key", key, "error", err)
+		return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
+	}
+	return sharedLoad(ctx, c, key, k, ttl, load, modeForeground)
+}
+
+// breakerOpenLoad serves the loader's value while the breaker is open. It
+// still validates the key, so a call that fails with Redis up fails the
+// same way during an outage.
+func breakerOpenLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, Source, error) {
+	k, err := c.storageKey(key)
+	if err != nil {
+		var zero T
+		return zero, 0, opErr("getorload", key, err)
+	}
+	return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
+}
+
+// fromCache answers from stored bytes: a negative entry, a fresh value
+// (maybe starting an early refresh) or a stale one (starting a refresh).
+// ok is false when the bytes cannot be decoded into a T.
+func fromCache[T any](c *Client, key, k string, ttl time.Duration, b []byte, load func(context.Context) (T, error)) (v T, src Source, err error, ok bool) {
+	e, err := decodeEnvelope(b)
+	if err != nil {
+		return v, 0, nil, false
+	}
+	if e.flags&flagNegative != 0 {
+		c.ctr.hits.Add(1)
+		c.ctr.negativeHits.Add(1)
+		return v, SourceHit, ErrNotFound, true
+	}
+	if err := c.opt.Codec.Unmarshal(e.payload, &v); err != nil {
+		return v, 0, nil, false
+	}
+	c.ctr.hits.Add(1)
+	if e.freshUntil == 0 {
+		return v, SourceHit, nil, true
+	}
+	now := time.Now().UnixMilli()
+	if now >= e.freshUntil {
+		c.ctr.staleServed.Add(1)
+		refreshInBackground(c, key, k, ttl, load)
+		return v, SourceStale, nil, true
+	}
+	if c.xfetch(e, now) && refreshInBackground(c, key, k, ttl, load) {
+		c.ctr.earlyRefreshes.Add(1)
+	}
+	return v, SourceHit, nil, true
+}
+
+// xfetch decides a probabilistic early refresh (Vattani, Chierichetti and
+// Lowenstein, VLDB 2015): refresh when now - delta*beta*ln(rand) reaches
+// the expiry, delta being how long the last load took.
+func (c *Client) xfetch(e envelope, nowMs int64) bool {
+	beta := c.opt.EarlyRefreshBeta
+	if beta <= 0 || e.loadCost == 0 {
+		return false
+	}
+	deltaMs := float64(e.loadCost) / 1000
+	return float64(nowMs)-deltaMs*beta*math.Log(1-mrand.Float64()) >= float64(e.freshUntil)
+}
+
+// refreshInBackground starts one bounded background load of key unless
+// the Client is busy or closed, and reports whether it started.
+func refreshInBackground[T any](c *Client, key, k string, ttl time.Duration, load func(context.Context) (T, error)) bool {
+	return c.bg.tryGo(func() {
+		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
+		defer cancel()
+		_, _, _ = c.flight.Do(k, func() (any, error) {
+			return loadAndStore(ctx, c, key, k, ttl, load, modeBackground)
+		})
+	})
+}
+
+type loadMode uint8
+
+const (
+	modeForeground loadMode = iota // lease, or wait for another process's value; then store
+	modeBackground                 // lease or skip; then store
+	modeFallback                   // Redis is failing: load only
+)
+
+// loaded is what a shared load hands every caller sharing it.
+type loaded[T any] struct {
+	v   T
+	src Source
+}
+
+// sharedLoad runs one load per flight key for all concurrent callers of
+// this Client. The load runs on a context detached from the caller's
+// cancellation (its values kept), bounded by LoadTimeout and cancelled by
+// Close; the caller waits for it or for its own ctx.
+func sharedLoad[T any](ctx context.Context, c *Client, key, flightKey string, ttl time.Duration, load func(context.Context) (T, error), mode loadMode) (T, Source, error) {
+	var zero T
+	if mode == modeFallback {
+		c.ctr.fallbacks.Add(1)
+	}
+	ch := make(chan loaded[T], 1)
+	errc := make(chan error, 1)
+	started := c.bg.goRun(func() {
+		run := func() (any, error) {
+			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
+			defer cancel()
+			stop := context.AfterFunc(c.bg.ctx, cancel)
+			defer stop()
+			return loadAndStore(lctx, c, key, flightKey, ttl, load, mode)
+		}
+		val, err, _ := c.flight.Do(flightKey, run)
+		for val == nil && err == nil {
+			// We joined a background refresh that skipped its load because
+			// another process holds the lease: run our own (which never
+			// returns nil, nil).
+			val, err, _ = c.flight.Do(flightKey, run)
+		}
+		r, ok := val.(loaded[T])
+		if !ok && err == nil {
+			// The same key was loaded as another type by a concurrent caller.
+			err = fmt.Errorf("%w: key loaded concurrently as another type", ErrCorruptValue)
+		}
+		ch <- r
+		errc <- err
+	})
+	if !started {
+		return zero, 0, opErr("getorload", key, ErrClosed)
+	}
+	select {
+	case r := <-ch:
+		err := <-errc
+		if mode == modeFallback && r.src != 0 {
+			r.src = SourceFallback
+		}
+		return r.v, r.src, err
+	case <-ctx.Done():
+		return zero, 0, opErr("getorload", key, ctx.Err())
+	}
+}
+
+// loadAndStore is the body of a shared load: lease, load, store.
+func loadAndStore[T any](ctx context.Context, c *Client, key, k string, ttl time.Duration, load func(context.Context) (T, error), mode loadMode) (any, error) {
+	if mode != modeFallback && c.opt.LockTTL > 0 {
+		release, v, found, err := acquireOrWait[T](ctx, c, k, mode)
+		switch {
+		case found:
+			return loaded[T]{v: v, src: SourceHit}, err
+		case release == nil && mode == modeBackground:
+			return nil, nil // another process is refreshing it
+		case release != nil:
+			defer release()
+		}
+	}
+	if mode == modeForeground {
+		// A load that finished between our miss and this flight, here or in
+		// another process, already stored the value: use it.
+		if v, found, err := recheck[T](ctx, c, k); found {
+			return loaded[T]{v: v, src: SourceHit}, err
+		}
+	}
+	v, cost, err := callLoader(ctx, c, load)
+	if errors.Is(err, ErrNotFound) {
+		if mode != modeFallback && c.opt.NegativeTTL > 0 {
+			c.store(ctx, key, k, envelope{flags: flagNegative, created: time.Now().UnixMilli()}, c.opt.NegativeTTL)
+		}
+		return loaded[T]{src: SourceLoaded}, err
+	}
+	if err != nil {
+		return loaded[T]{}, err
+	}
+	if mode != modeFallback {
+		if p, err := c.opt.Codec.Marshal(v); err != nil {
+			c.ctr.errors.Add(1)
+		} else if c.opt.MaxValueSize < 0 || len(p)+envHeaderSize <= c.opt.MaxValueSize {
+			now := time.Now()
+			c.store(ctx, key, k, envelope{
+				created:    now.UnixMilli(),
+				freshUntil: now.Add(ttl).UnixMilli(),
+				loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
+				payload:    p,
+			}, ttl+c.opt.StaleTTL)
+		}
+	}
+	return loaded[T]{v: v, src: SourceLoaded}, nil
+}
+
+// recheck reads k once more before loading.
+func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, err error) {
+	if !c.brk.allow() {
+		return v, false, nil
+	}
+	start := time.Now()
+	b, gerr := c.rdb.Get(ctx, k).Bytes()
+	if errors.Is(gerr, redis.Nil) {
+		c.observe(start, nil)
+		return v, false, nil
+	}
+	c.observe(start, gerr)
+	if gerr != nil {
+		return v, false, nil
+	}
+	return decodeLoaded[T](c, b)
+}
+
+// decodeLoaded decodes a value another load stored: found is false when it
+// cannot be read as a T.
+func decodeLoaded[T any](c *Client, b []byte) (v T, found bool, err error) {
+	e, derr := decodeEnvelope(b)
+	if derr != nil {
+		return v, false, nil
+	}
+	if e.flags&flagNegative != 0 {
+		return v, true, ErrNotFound
+	}
+	if c.opt.Codec.Unmarshal(e.payload, &v) != nil {
+		return v, false, nil
+	}
+	return v, true, nil
+}
+
+// callLoader runs load, counting it and turning a panic into an error.
+func callLoader[T any](ctx context.Context, c *Client, load func(context.Context) (T, error)) (v T, cost time.Duration, err error) {
+	c.ctr.loads.Add(1)
+	start := time.Now()
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+			c.ctr.loadErrors.Add(1)
+		}
+	}()
+	v, err = load(ctx)
+	cost = time.Since(start)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		c.ctr.loadErrors.Add(1)
+	}
+	return v, cost, err
+}
+
+// store writes an envelope; a failure is counted and logged, not returned:
+// the caller already has its value.
+func (c *Client) store(ctx context.Context, key, k string, e envelope, ttl time.Duration) {
+	if !c.brk.allow() {
+		return
+	}
+	err := c.setBytes(ctx, "store", key, k, encodeEnvelope(e), ttl)
+	if err != nil {
+		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
+	}
+}
+
+// releaseScript deletes a lease only if it still holds our token, so a slow
+// loader never deletes a lease another process took after ours expired.
+var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+
+// acquireOrWait takes the cross-process lease for k, or waits for the
+// process holding it to store the value. It returns a release func when it
+// holds the lease; found with the value (or ErrNotFound) when another
+// process stored it; neither when the wait timed out or Redis failed, and
+// then the caller loads without a lease. In background mode it never waits.
+func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMode) (release func(), v T, found bool, err error) {
+	lockKey := k + "\x00lock"
+	var tok [16]byte
+	_, _ = rand.Read(tok[:])
+	token := hex.EncodeToString(tok[:])
+	deadline := time.Now().Add(c.opt.LockTTL)
+	for {
+		if !c.brk.allow() {
+			return nil, v, false, nil
+		}
+		start := time.Now()
+		ok, serr := c.rdb.SetNX(ctx, lockKey, token, c.opt.LockTTL).Result()
+		c.observe(start, serr)
+		if serr != nil {
+			return nil, v, false, nil
+		}
+		if ok {
+			return func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+				defer cancel()
+				_ = releaseScript.Run(rctx, c.rdb, []string{lockKey}, token).Err()
+			}, v, false, nil
+		}
+		if mode == modeBackground {
+			return nil, v, false, nil
+		}
+		v, found, err, lockGone := waitForValue[T](ctx, c, k, lockKey, deadline)
+		if found || !lockGone || time.Now().After(deadline) {
+			return nil, v, found, err
+		}
+		// The holder let go without storing a value: try to take over.
+	}
+}
+
+// waitForValue polls for the value another process is loading, with
+// backoff, until it appears, the lease disappears, or the deadline.
+func waitForValue[T any](ctx context.Context, c *Client, k, lockKey string, deadline time.Time) (v T, found bool, err error, lockGone bool) {
+	delay := 5 * time.Millisecond
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return v, false, nil, false
+		case <-timer.C:
+		}
+		pipe := c.rdb.Pipeline()
+		get := pipe.Get(ctx, k)
+		exists := pipe.Exists(ctx, lockKey)
+		start := time.Now()
+		_, perr := pipe.Exec(ctx)
+		if errors.Is(perr, redis.Nil) {
+			perr = nil
+		}
+		c.observe(start, perr)
+		if perr != nil {
+			return v, false, nil, false
+		}
+		if b, gerr := get.Bytes(); gerr == nil {
+			v, found, err := decodeLoaded[T](c, b)
+			return v, found, err, false // not found: unreadable, load ourselves
+		}
+		if exists.Val() == 0 {
+			return v, false, nil, true
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return v, false, nil, false
+		}
+		delay = min(2*delay, 100*time.Millisecond, remaining)
+		timer.Reset(delay)
+	}
+}
