@@ -44,6 +44,8 @@ type Client struct {
 	brk    *breaker     // nil when BreakerFailures is -1
 	bg     *background
 	flight singleflight.Group // shared loads, by stored key
+	// keyLoads dedupes the keys GetManyOrLoad calls are loading.
+	keyLoads keyLoadSet
 
 	lastLog     atomic.Int64 // unix ns of the last log line
 	droppedLogs atomic.Uint64
