@@ -124,9 +124,9 @@ func (c *Client) newBatchError(op string, total int, failed map[string]error) er
 	if len(failed) == 0 {
 		return nil
 	}
-	c.ctr.errors.Add(uint64(len(failed)))
 	e := &BatchError{Op: op, Total: total, Failed: make(map[string]error, len(failed))}
 	for k, err := range failed {
+		c.ctr.fail(k)
 		e.Failed[k] = &OpError{Op: op, Key: k, Err: err}
 	}
 	return e
@@ -192,6 +192,19 @@ func firstErr(errs []error) error {
 	return nil
 }
 
+// outcome is what a chunk reports to the circuit breaker: a failure only
+// when every key failed. One dead node of a cluster fails some keys of
+// every chunk while the others answer; that must not open the breaker for
+// the whole cluster.
+func outcome(errs []error) error {
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return firstErr(errs)
+}
+
 // run sends every key once, in chunks, then retries the keys that failed
 // transiently (and only those) with the Client's retry policy, for the
 // whole batch at once so a dead node costs one backoff sequence per call,
@@ -237,7 +250,7 @@ func (b *batch) pass(ctx context.Context, idx []int, send sendFunc) []keyErr {
 		} else {
 			start := time.Now()
 			send(ctx, idx, errs)
-			b.c.observe(start, firstErr(errs))
+			b.c.observeOp(opBatch, start, outcome(errs))
 		}
 		var failed, again []keyErr
 		for j, err := range errs {
@@ -313,12 +326,12 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 	found := func(i int, p []byte) error {
 		switch err := hit(i, p); {
 		case err == errNegative: // a cached "not found" is a miss here
-			c.ctr.misses.Add(1)
+			c.ctr.miss(b.keys[i])
 			return nil
 		case err != nil:
 			return err
 		}
-		c.ctr.hits.Add(1)
+		c.ctr.hit(b.keys[i])
 		return nil
 	}
 	if c.single() {
@@ -343,7 +356,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 			for j, v := range vals {
 				switch v := v.(type) {
 				case nil:
-					c.ctr.misses.Add(1)
+					c.ctr.miss(b.keys[idx[j]])
 				case string:
 					errs[j] = found(idx[j], bytesOf(v))
 				default:
@@ -366,7 +379,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 			case err == nil:
 				errs[j] = found(idx[j], bytesOf(s))
 			case errors.Is(err, redis.Nil):
-				c.ctr.misses.Add(1)
+				c.ctr.miss(b.keys[idx[j]])
 			default:
 				errs[j] = err
 			}
@@ -387,7 +400,7 @@ func (b *batch) set(ctx context.Context, vals [][]byte, ttls []time.Duration) {
 		_, _ = pipe.Exec(ctx)
 		for j, cmd := range cmds {
 			if errs[j] = cmd.Err(); errs[j] == nil {
-				c.ctr.sets.Add(1)
+				c.ctr.set(b.keys[idx[j]])
 			}
 		}
 	})
@@ -548,7 +561,7 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 	}
 	var n atomic.Int64
 	b.run(ctx, unlinkSend(c.rdb, c.single(), b.ks, &n))
-	c.ctr.deletes.Add(uint64(n.Load()))
+	c.ctr.deleted("", uint64(n.Load())) // keys may span namespaces: global count only
 	return n.Load(), b.err()
 }
 

@@ -47,6 +47,7 @@ type Client struct {
 	// keyLoads dedupes the keys GetManyOrLoad calls are loading.
 	keyLoads keyLoadSet
 
+	unhealthy   atomic.Bool  // the latest health check failed
 	lastLog     atomic.Int64 // unix ns of the last log line
 	droppedLogs atomic.Uint64
 }
@@ -67,6 +68,7 @@ func New(opt *Options) (*Client, error) {
 		return nil, err
 	}
 	c := &Client{opt: o, rdb: o.Redis, bg: newBackground(maxBackground)}
+	c.ctr.off = o.DisableStats
 	if c.rdb == nil {
 		c.rdb = o.newRedis()
 		c.owned = true
@@ -77,8 +79,15 @@ func New(opt *Options) (*Client, error) {
 	if o.GenerationTTL > 0 {
 		c.gens = newGenerations(c.pfx+genHashName, o.GenerationTTL)
 	}
-	if o.BreakerFailures > 0 {
+	// One breaker per Client cannot tell one dead cluster node from a dead
+	// cluster, and would cut off the healthy nodes too: on a cluster it is
+	// off unless asked for.
+	_, cluster := c.rdb.(*redis.ClusterClient)
+	if o.BreakerFailures > 0 && (!cluster || opt.BreakerFailures > 0) {
 		c.brk = newBreaker(c)
+	}
+	if o.HealthCheckInterval > 0 {
+		c.bg.goRun(c.monitorHealth)
 	}
 	return c, nil
 }
@@ -123,7 +132,7 @@ func (c *Client) usable(ctx context.Context) error {
 		return ErrClosed
 	}
 	if !c.brk.allow() {
-		c.ctr.errors.Add(1)
+		c.ctr.fail("")
 		return ErrCircuitOpen
 	}
 	return nil
@@ -172,13 +181,13 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 	}
 	if err := c.decode(b, dst); err != nil {
 		if err == errNegative {
-			c.ctr.misses.Add(1)
+			c.ctr.miss(key)
 			return ErrCacheMiss
 		}
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return opErr("get", key, err)
 	}
-	c.ctr.hits.Add(1)
+	c.ctr.hit(key)
 	return nil
 }
 
@@ -196,15 +205,15 @@ func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
 			return c.rdb.Get(ctx, k).Bytes()
 		})
 	}
-	c.observe(start, err)
+	c.observeOp(opGet, start, err)
 	switch {
 	case err == nil:
 		return b, nil
 	case errors.Is(err, redis.Nil):
-		c.ctr.misses.Add(1)
+		c.ctr.miss(key)
 		return nil, ErrCacheMiss
 	default:
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return nil, opErr(op, key, err)
 	}
 }
@@ -312,12 +321,12 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 			return c.rdb.Set(ctx, k, b, ttl).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observeOp(opSet, start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return opErr(op, key, err)
 	}
-	c.ctr.sets.Add(1)
+	c.ctr.set(key)
 	return nil
 }
 
@@ -342,12 +351,12 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 			return c.rdb.Unlink(ctx, k).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observeOp(opDelete, start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return 0, opErr("delete", key, err)
 	}
-	c.ctr.deletes.Add(uint64(n))
+	c.ctr.deleted(key, uint64(n))
 	return n, nil
 }
 
@@ -367,7 +376,7 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 	}
 	c.observe(start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return false, opErr("exists", key, err)
 	}
 	return n == 1, nil
@@ -395,7 +404,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 	}
 	c.observe(start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return 0, opErr("increment", key, err)
 	}
 	return n, nil
@@ -422,7 +431,7 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 	}
 	c.observe(start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return false, opErr("expire", key, err)
 	}
 	return ok, nil
@@ -439,19 +448,4 @@ func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 // Set stores v at key for ttl. It is [Client.Set] with a typed value.
 func Set[T any](ctx context.Context, c *Client, key string, v T, ttl time.Duration) error {
 	return c.Set(ctx, key, v, ttl)
-}
-
-// Ping checks that Redis answers. It returns [ErrClosed] after Close, or the
-// Redis error (not retried: a health check should see the failure).
-func (c *Client) Ping(ctx context.Context) error {
-	if ctx == nil {
-		return opErr("ping", "", ErrNilContext)
-	}
-	if c.closed.Load() {
-		return opErr("ping", "", ErrClosed)
-	}
-	if err := c.rdb.Ping(ctx).Err(); err != nil {
-		return opErr("ping", "", err)
-	}
-	return nil
 }

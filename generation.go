@@ -175,7 +175,7 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, 
 	}
 	c.observe(start, err)
 	if err != nil {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(string(ns))
 		return 0, opErr(op, string(ns), err)
 	}
 	g := c.gens

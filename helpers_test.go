@@ -73,3 +73,10 @@ func mustFloat(t testing.TB, s string) float64 {
 	require.NoError(t, err)
 	return f
 }
+
+type (
+	redisDialHook     = redis.DialHook
+	redisPipelineHook = redis.ProcessPipelineHook
+	redisProcessHook  = redis.ProcessHook
+	redisCmder        = redis.Cmder
+)

@@ -184,7 +184,10 @@ func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals [
 			failed[keys[f.i]] = f.err
 		}
 	})
-	c.ctr.deletes.Add(uint64(n.Load()))
+	if !strings.Contains(prefix, ":") {
+		prefix = "" // may span namespaces: global count only
+	}
+	c.ctr.deleted(prefix, uint64(n.Load()))
 	return n.Load(), errors.Join(scanErr, c.newBatchError(op, found, failed))
 }
 
@@ -201,7 +204,7 @@ func (c *Client) scanPrefix(ctx context.Context, op, prefix string, literals []s
 		errs []error
 	)
 	fail := func(err error) {
-		c.ctr.errors.Add(1)
+		c.ctr.fail(prefix)
 		mu.Lock()
 		errs = append(errs, opErr(op, prefix, err))
 		mu.Unlock()
@@ -261,7 +264,7 @@ func (c *Client) scanNode(ctx context.Context, rdb redis.Cmdable, literal string
 		if err != nil {
 			p, err = retry(ctx, c, idempotent, p, err, next)
 		}
-		c.observe(start, err)
+		c.observeOp(opScan, start, err)
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,14 @@
 package rediscache
 
 import (
+	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"strings"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Stored value format (version 1). Every value Set writes is
@@ -35,9 +40,6 @@ type envelope struct {
 	loadCost   uint32
 	payload    []byte
 }
-
-// CreatedAt returns when the value was written.
-func (e envelope) CreatedAt() time.Time { return time.UnixMilli(e.created) }
 
 // appendEnvelope appends the header and payload to dst and returns it.
 func appendEnvelope(dst []byte, e envelope) []byte {
@@ -73,4 +75,77 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		return envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorruptValue, e.flags)
 	}
 	return e, nil
+}
+
+// Metadata describes one stored key. It never holds the value itself.
+type Metadata struct {
+	Key        string        // the logical key
+	StorageKey string        // the key as stored in Redis
+	Namespace  Namespace     // parsed from the key (its first segment)
+	Version    Version       // parsed from a KeyGenerator key; 0 when the key has no version segment
+	CreatedAt  time.Time     // when the value was written; zero for an Increment counter
+	FreshUntil time.Time     // end of freshness for a GetOrLoad entry with StaleTTL; else zero
+	TTL        time.Duration // time left; -1 when the key has no TTL
+	ExpiresAt  time.Time     // zero when the key has no TTL
+	Size       int           // bytes stored, envelope included
+	Negative   bool          // a cached "not found" written by GetOrLoad
+	Counter    bool          // a plain integer written by Increment
+}
+
+// Metadata returns what is known about key without decoding its value: its
+// namespace and version, when it was written, the TTL left and its size. A
+// missing key returns [ErrCacheMiss]; bytes this library did not write
+// return an error wrapping [ErrCorruptValue]; other errors wrap
+// [ErrInvalidKey], [ErrClosed], [ErrCircuitOpen] or the Redis error.
+func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
+	const op = "metadata"
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return Metadata{}, opErr(op, key, err)
+	}
+	start := time.Now()
+	pipe := c.rdb.Pipeline()
+	get := pipe.Get(ctx, k)
+	pttl := pipe.PTTL(ctx, k)
+	_, err = pipe.Exec(ctx)
+	if errors.Is(err, redis.Nil) {
+		err = nil
+	}
+	c.observe(start, err)
+	if err != nil {
+		c.ctr.fail(key)
+		return Metadata{}, opErr(op, key, err)
+	}
+	b, err := get.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return Metadata{}, ErrCacheMiss
+	}
+	if err != nil {
+		return Metadata{}, opErr(op, key, err)
+	}
+	md := Metadata{Key: key, StorageKey: k, Size: len(b), TTL: -1}
+	if ns, v, _, perr := ParseKey(key); perr == nil {
+		md.Namespace, md.Version = ns, v
+	} else {
+		first, _, _ := strings.Cut(key, ":")
+		md.Namespace = Namespace(first)
+	}
+	if d := pttl.Val(); d >= 0 {
+		md.TTL = d
+		md.ExpiresAt = time.Now().Add(d)
+	}
+	e, derr := decodeEnvelope(b)
+	switch {
+	case derr == nil:
+		md.CreatedAt = time.UnixMilli(e.created)
+		if e.freshUntil != 0 {
+			md.FreshUntil = time.UnixMilli(e.freshUntil)
+		}
+		md.Negative = e.flags&flagNegative != 0
+	case decodeCounter(b, new(int64)):
+		md.Counter = true
+	default:
+		return md, opErr(op, key, derr)
+	}
+	return md, nil
 }

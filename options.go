@@ -136,7 +136,9 @@ type Options struct {
 	// timeouts, LOADING, CLUSTERDOWN, ...) open the circuit breaker. While
 	// open, calls skip Redis for BreakerCooldown: Get/Set/... return
 	// [ErrCircuitOpen] at once and GetOrLoad serves the loader's value.
-	// Default 5; -1 disables the breaker.
+	// Default 5; -1 disables the breaker. On a *redis.ClusterClient the
+	// default is off: the breaker is one per Client, so one dead node would
+	// make it skip the healthy nodes too; set it explicitly to accept that.
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open before it lets a
 	// probe through. Default 1s.
@@ -146,6 +148,20 @@ type Options struct {
 	// one line per second per Client. Nil (the default) logs nothing. Values
 	// and credentials are never logged.
 	Logger *slog.Logger
+
+	// HealthCheckInterval is how often a background monitor runs
+	// [Client.HealthCheck]; its result is [Client.Healthy]. Default 30s; -1
+	// disables the monitor.
+	HealthCheckInterval time.Duration
+	// OnHealthChange, when set, is called with the check's result each time
+	// the healthy state flips. It runs on the monitor's goroutine: keep it
+	// short.
+	OnHealthChange func(Health)
+
+	// DisableStats turns off the counters and latency histograms behind
+	// [Client.Stats] (which then reports zeros). They cost a few atomic
+	// adds per call; this exists to measure that.
+	DisableStats bool
 
 	// MaxKeySize is the longest stored key (Prefix included), in bytes.
 	// Default 4 KiB; -1 means no limit.
@@ -218,6 +234,9 @@ func (o *Options) init() error {
 	}
 	if o.BreakerCooldown <= 0 {
 		o.BreakerCooldown = DefaultBreakerCooldown
+	}
+	if o.HealthCheckInterval == 0 {
+		o.HealthCheckInterval = DefaultHealthCheckInterval
 	}
 	if o.GenerationTTL == 0 {
 		o.GenerationTTL = DefaultGenerationTTL

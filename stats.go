@@ -1,80 +1,356 @@
 package rediscache
 
 import (
+	"math/bits"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
 
-// Stats is a snapshot of a Client's counters since [New]. Each field is read
-// atomically; fields read together may be a few operations apart under load.
+// Stats is a snapshot of a Client's counters since [New] or the last
+// [Client.ResetStats]. Every counter is read atomically and without locks;
+// under load, counters read together may be a few operations apart.
 type Stats struct {
-	Hits    uint64 // Get calls that found the key
-	Misses  uint64 // Get calls that did not find the key
-	Errors  uint64 // calls that failed in Redis or in decoding (never a miss)
+	Hits    uint64 // lookups that found a value
+	Misses  uint64 // lookups that found nothing
+	Errors  uint64 // calls (or batch keys) that failed in Redis or decoding; never a miss
 	Sets    uint64 // values written
 	Deletes uint64 // keys deleted
 
 	Loads          uint64 // loader calls by GetOrLoad and GetManyOrLoad
 	LoadErrors     uint64 // loader calls that failed (ErrNotFound is not a failure)
-	StaleServed    uint64 // GetOrLoad answers served from a stale entry
+	StaleServed    uint64 // answers served from a stale entry
 	EarlyRefreshes uint64 // background refreshes started by XFetch
-	NegativeHits   uint64 // GetOrLoad answers of a cached ErrNotFound
-	Fallbacks      uint64 // GetOrLoad answers served by the loader with Redis failing or skipped
+	NegativeHits   uint64 // answers of a cached ErrNotFound
+	Fallbacks      uint64 // answers served by the loader with Redis failing or skipped
 	BreakerOpens   uint64 // times the circuit breaker opened
 	// BreakerState is "closed", "half-open", "open", or "disabled".
 	BreakerState string
 
-	// AvgLatency is the mean duration of a Redis round trip, retries included.
-	AvgLatency time.Duration
+	// AvgLatency and the percentiles are over Redis round trips (retries
+	// included), from fixed-bucket histograms with 8 buckets per power of
+	// two: a percentile is the upper bound of its bucket, at most 12.5% high.
+	AvgLatency, P50, P95, P99 time.Duration
+
+	// Namespaces holds the same counters per namespace, the first
+	// ":"-separated segment of a logical key. At most 64 namespaces are
+	// tracked; the rest are counted under "other".
+	Namespaces map[string]NamespaceStats
+
+	// Operations holds a latency histogram per kind of Redis round trip:
+	// "get", "set", "delete", "batch", "scan", "other".
+	Operations map[string]OperationStats
+}
+
+// NamespaceStats are the counters of one namespace.
+type NamespaceStats struct {
+	Hits, Misses, Errors, Sets, Deletes uint64
+}
+
+// OperationStats is the latency histogram of one kind of round trip.
+type OperationStats struct {
+	Count   uint64
+	Sum     time.Duration
+	Buckets []Bucket // cumulative, by increasing UpperBound; the last is the total count
+}
+
+// Bucket is one cumulative histogram bucket: Count round trips took at most
+// UpperBound.
+type Bucket struct {
+	UpperBound time.Duration
+	Count      uint64
 }
 
 // HitRate returns Hits / (Hits + Misses), or 0 when there were no lookups.
-func (s Stats) HitRate() float64 {
-	if n := s.Hits + s.Misses; n > 0 {
-		return float64(s.Hits) / float64(n)
-	}
-	return 0
+func (s Stats) HitRate() float64 { return ratio(s.Hits, s.Hits+s.Misses) }
+
+// MissRate returns Misses / (Hits + Misses), or 0 when there were no lookups.
+func (s Stats) MissRate() float64 { return ratio(s.Misses, s.Hits+s.Misses) }
+
+// ErrorRate returns Errors / (Hits + Misses + Sets + Errors): the share of
+// reads and writes that failed, or 0 when nothing happened.
+func (s Stats) ErrorRate() float64 { return ratio(s.Errors, s.Hits+s.Misses+s.Sets+s.Errors) }
+
+// HitRate returns Hits / (Hits + Misses), or 0 when there were no lookups.
+func (s NamespaceStats) HitRate() float64 { return ratio(s.Hits, s.Hits+s.Misses) }
+
+// MissRate returns Misses / (Hits + Misses), or 0 when there were no lookups.
+func (s NamespaceStats) MissRate() float64 { return ratio(s.Misses, s.Hits+s.Misses) }
+
+// ErrorRate returns Errors / (Hits + Misses + Sets + Errors), or 0.
+func (s NamespaceStats) ErrorRate() float64 {
+	return ratio(s.Errors, s.Hits+s.Misses+s.Sets+s.Errors)
 }
+
+func ratio(a, b uint64) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// opKind classifies round trips for the latency histograms.
+type opKind uint8
+
+const (
+	opGet opKind = iota
+	opSet
+	opDelete
+	opBatch
+	opScan
+	opOther
+	numOps
+)
+
+var opNames = [numOps]string{"get", "set", "delete", "batch", "scan", "other"}
+
+// Histogram layout: bucket 0 holds durations under 1024ns; then 8 buckets
+// per power of two up to 2^35ns (~34s); the last bucket holds the rest.
+const (
+	histMinExp  = 10
+	histMaxExp  = 35
+	histSubBits = 3
+	histBuckets = 1 + (histMaxExp-histMinExp)<<histSubBits + 1
+)
+
+type histogram struct {
+	counts [histBuckets]atomic.Uint64
+	sum    atomic.Uint64 // ns
+}
+
+func bucketOf(d time.Duration) int {
+	v := uint64(max(d, 0))
+	if v < 1<<histMinExp {
+		return 0
+	}
+	exp := bits.Len64(v) - 1
+	if exp >= histMaxExp {
+		return histBuckets - 1
+	}
+	sub := int(v>>(exp-histSubBits)) & (1<<histSubBits - 1)
+	return 1 + (exp-histMinExp)<<histSubBits + sub
+}
+
+// bucketUpper returns the exclusive upper bound of bucket i.
+func bucketUpper(i int) time.Duration {
+	switch {
+	case i == 0:
+		return 1 << histMinExp
+	case i >= histBuckets-1:
+		return time.Duration(1<<63 - 1)
+	}
+	exp := (i-1)>>histSubBits + histMinExp
+	sub := (i - 1) & (1<<histSubBits - 1)
+	return time.Duration(uint64(1)<<exp + uint64(sub+1)<<(exp-histSubBits))
+}
+
+func (h *histogram) observe(d time.Duration) {
+	h.counts[bucketOf(d)].Add(1)
+	h.sum.Add(uint64(max(d, 0)))
+}
+
+// nsCounters are one namespace's counters.
+type nsCounters struct {
+	hits, misses, errors, sets, deletes atomic.Uint64
+}
+
+const maxNamespaces = 64
 
 // counters are the live, lock-free counters behind Stats.
 type counters struct {
+	off bool // Options.DisableStats
+
 	hits, misses, errors, sets, deletes atomic.Uint64
 	loads, loadErrors, staleServed      atomic.Uint64
 	earlyRefreshes, negativeHits        atomic.Uint64
 	fallbacks, breakerOpens             atomic.Uint64
-	calls                               atomic.Uint64
-	latencyNs                           atomic.Uint64
+
+	lat [numOps]histogram
+
+	nsMu sync.Mutex // serialises adding a namespace
+	ns   atomic.Pointer[map[string]*nsCounters]
+}
+
+// namespace returns the counters of key's namespace, adding it on first use.
+func (k *counters) namespace(key string) *nsCounters {
+	ns := key
+	if i := strings.IndexByte(key, ':'); i >= 0 {
+		ns = key[:i]
+	}
+	if m := k.ns.Load(); m != nil {
+		if n, ok := (*m)[ns]; ok {
+			return n
+		}
+	}
+	k.nsMu.Lock()
+	defer k.nsMu.Unlock()
+	old := k.ns.Load()
+	var m map[string]*nsCounters
+	if old != nil {
+		if n, ok := (*old)[ns]; ok {
+			return n
+		}
+		if len(*old) >= maxNamespaces {
+			if n, ok := (*old)["other"]; ok {
+				return n
+			}
+			ns = "other"
+		}
+		m = make(map[string]*nsCounters, len(*old)+1)
+		for name, n := range *old {
+			m[name] = n
+		}
+	} else {
+		m = make(map[string]*nsCounters, 1)
+	}
+	n := &nsCounters{}
+	m[ns] = n
+	k.ns.Store(&m)
+	return n
+}
+
+func (k *counters) hit(key string) {
+	if !k.off {
+		k.hits.Add(1)
+		k.namespace(key).hits.Add(1)
+	}
+}
+
+func (k *counters) miss(key string) {
+	if !k.off {
+		k.misses.Add(1)
+		k.namespace(key).misses.Add(1)
+	}
+}
+
+func (k *counters) fail(key string) {
+	if !k.off {
+		k.errors.Add(1)
+		if key != "" {
+			k.namespace(key).errors.Add(1)
+		}
+	}
+}
+
+func (k *counters) set(key string) {
+	if !k.off {
+		k.sets.Add(1)
+		k.namespace(key).sets.Add(1)
+	}
+}
+
+func (k *counters) deleted(key string, n uint64) {
+	if !k.off && n > 0 {
+		k.deletes.Add(n)
+		if key != "" {
+			k.namespace(key).deletes.Add(n)
+		}
+	}
 }
 
 // observe records one Redis round trip that began at start and ended with
-// err, for the latency average and the circuit breaker.
-func (c *Client) observe(start time.Time, err error) {
-	c.ctr.calls.Add(1)
-	c.ctr.latencyNs.Add(uint64(time.Since(start)))
+// err, for the latency histograms and the circuit breaker.
+func (c *Client) observe(start time.Time, err error) { c.observeOp(opOther, start, err) }
+
+// observeOp is observe for a round trip of a known kind.
+func (c *Client) observeOp(op opKind, start time.Time, err error) {
+	if !c.ctr.off {
+		c.ctr.lat[op].observe(time.Since(start))
+	}
 	c.brk.report(err)
 }
 
-// Stats returns a snapshot of the Client's counters. It never returns nil
-// values and is safe to call from any goroutine, also after Close.
+// Stats returns a snapshot of the Client's counters. It is safe to call
+// from any goroutine, also after Close, and never fails.
 func (c *Client) Stats() Stats {
+	k := &c.ctr
 	s := Stats{
-		Hits:    c.ctr.hits.Load(),
-		Misses:  c.ctr.misses.Load(),
-		Errors:  c.ctr.errors.Load(),
-		Sets:    c.ctr.sets.Load(),
-		Deletes: c.ctr.deletes.Load(),
+		Hits:    k.hits.Load(),
+		Misses:  k.misses.Load(),
+		Errors:  k.errors.Load(),
+		Sets:    k.sets.Load(),
+		Deletes: k.deletes.Load(),
 
-		Loads:          c.ctr.loads.Load(),
-		LoadErrors:     c.ctr.loadErrors.Load(),
-		StaleServed:    c.ctr.staleServed.Load(),
-		EarlyRefreshes: c.ctr.earlyRefreshes.Load(),
-		NegativeHits:   c.ctr.negativeHits.Load(),
-		Fallbacks:      c.ctr.fallbacks.Load(),
-		BreakerOpens:   c.ctr.breakerOpens.Load(),
+		Loads:          k.loads.Load(),
+		LoadErrors:     k.loadErrors.Load(),
+		StaleServed:    k.staleServed.Load(),
+		EarlyRefreshes: k.earlyRefreshes.Load(),
+		NegativeHits:   k.negativeHits.Load(),
+		Fallbacks:      k.fallbacks.Load(),
+		BreakerOpens:   k.breakerOpens.Load(),
 		BreakerState:   c.brk.state(),
+
+		Namespaces: map[string]NamespaceStats{},
+		Operations: make(map[string]OperationStats, numOps),
 	}
-	if n := c.ctr.calls.Load(); n > 0 {
-		s.AvgLatency = time.Duration(c.ctr.latencyNs.Load() / n)
+	if m := k.ns.Load(); m != nil {
+		for name, n := range *m {
+			s.Namespaces[name] = NamespaceStats{
+				Hits: n.hits.Load(), Misses: n.misses.Load(), Errors: n.errors.Load(),
+				Sets: n.sets.Load(), Deletes: n.deletes.Load(),
+			}
+		}
+	}
+	var all [histBuckets]uint64
+	var total, sum uint64
+	for op := range numOps {
+		h := &k.lat[op]
+		o := OperationStats{Sum: time.Duration(h.sum.Load())}
+		var cum uint64
+		for i := range histBuckets {
+			n := h.counts[i].Load()
+			all[i] += n
+			cum += n
+			// Export every power of two (every 8th bucket) and the total.
+			if i == 0 || (i-1)&(1<<histSubBits-1) == 1<<histSubBits-1 || i == histBuckets-1 {
+				o.Buckets = append(o.Buckets, Bucket{UpperBound: bucketUpper(i), Count: cum})
+			}
+		}
+		o.Count = cum
+		total += cum
+		sum += uint64(o.Sum)
+		s.Operations[opNames[op]] = o
+	}
+	if total > 0 {
+		s.AvgLatency = time.Duration(sum / total)
+		s.P50 = percentile(&all, total, 0.50)
+		s.P95 = percentile(&all, total, 0.95)
+		s.P99 = percentile(&all, total, 0.99)
 	}
 	return s
+}
+
+func percentile(counts *[histBuckets]uint64, total uint64, q float64) time.Duration {
+	rank := uint64(q*float64(total) + 0.5)
+	rank = max(rank, 1)
+	var cum uint64
+	for i, n := range counts {
+		cum += n
+		if cum >= rank {
+			return bucketUpper(i)
+		}
+	}
+	return bucketUpper(histBuckets - 1)
+}
+
+// ResetStats sets every counter and histogram to zero. Calls running
+// meanwhile may be counted before or after the reset.
+func (c *Client) ResetStats() {
+	k := &c.ctr
+	for _, a := range []*atomic.Uint64{
+		&k.hits, &k.misses, &k.errors, &k.sets, &k.deletes, &k.loads, &k.loadErrors,
+		&k.staleServed, &k.earlyRefreshes, &k.negativeHits, &k.fallbacks, &k.breakerOpens,
+	} {
+		a.Store(0)
+	}
+	for op := range numOps {
+		for i := range histBuckets {
+			k.lat[op].counts[i].Store(0)
+		}
+		k.lat[op].sum.Store(0)
+	}
+	k.nsMu.Lock()
+	k.ns.Store(nil)
+	k.nsMu.Unlock()
 }
