@@ -36,6 +36,7 @@ import (
 type Client struct {
 	opt    Options
 	rdb    redis.UniversalClient
+	one    redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
 	owned  bool   // New built rdb, so Close closes it
 	pfx    string // Prefix + ":" or ""
 	closed atomic.Bool
@@ -72,6 +73,17 @@ func New(opt *Options) (*Client, error) {
 	if c.rdb == nil {
 		c.rdb = o.newRedis()
 		c.owned = true
+	}
+	c.one = c.rdb
+	if o.AutoPipeline {
+		ap, err := c.rdb.AutoPipeline()
+		if err != nil {
+			if c.owned {
+				_ = c.rdb.Close()
+			}
+			return nil, fmt.Errorf("%w: AutoPipeline: %w", ErrInvalidOptions, err)
+		}
+		c.one = ap
 	}
 	if o.Prefix != "" {
 		c.pfx = o.Prefix + ":"
@@ -199,10 +211,10 @@ func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
 		return nil, opErr(op, key, err)
 	}
 	start := time.Now()
-	b, err := c.rdb.Get(ctx, k).Bytes()
+	b, err := c.one.Get(ctx, k).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
-			return c.rdb.Get(ctx, k).Bytes()
+			return c.one.Get(ctx, k).Bytes()
 		})
 	}
 	c.observeOp(opGet, start, err)
@@ -315,10 +327,10 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 // setBytes runs SET PX with retries and counts the outcome.
 func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl time.Duration) error {
 	start := time.Now()
-	_, err := c.rdb.Set(ctx, k, b, ttl).Result()
+	_, err := c.one.Set(ctx, k, b, ttl).Result()
 	if err != nil {
 		_, err = retry(ctx, c, idempotent, "", err, func(ctx context.Context) (string, error) {
-			return c.rdb.Set(ctx, k, b, ttl).Result()
+			return c.one.Set(ctx, k, b, ttl).Result()
 		})
 	}
 	c.observeOp(opSet, start, err)
@@ -345,10 +357,10 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 		return 0, opErr("delete", key, err)
 	}
 	start := time.Now()
-	n, err := c.rdb.Unlink(ctx, k).Result()
+	n, err := c.one.Unlink(ctx, k).Result()
 	if err != nil {
 		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.rdb.Unlink(ctx, k).Result()
+			return c.one.Unlink(ctx, k).Result()
 		})
 	}
 	c.observeOp(opDelete, start, err)
@@ -368,10 +380,10 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 		return false, opErr("exists", key, err)
 	}
 	start := time.Now()
-	n, err := c.rdb.Exists(ctx, k).Result()
+	n, err := c.one.Exists(ctx, k).Result()
 	if err != nil {
 		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.rdb.Exists(ctx, k).Result()
+			return c.one.Exists(ctx, k).Result()
 		})
 	}
 	c.observe(start, err)
@@ -396,10 +408,10 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 		return 0, opErr("increment", key, err)
 	}
 	start := time.Now()
-	n, err := c.rdb.IncrBy(ctx, k, delta).Result()
+	n, err := c.one.IncrBy(ctx, k, delta).Result()
 	if err != nil {
 		n, err = retry(ctx, c, notIdempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.rdb.IncrBy(ctx, k, delta).Result()
+			return c.one.IncrBy(ctx, k, delta).Result()
 		})
 	}
 	c.observe(start, err)
@@ -423,10 +435,10 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 		return false, opErr("expire", key, err)
 	}
 	start := time.Now()
-	ok, err := c.rdb.PExpire(ctx, k, ttl).Result()
+	ok, err := c.one.PExpire(ctx, k, ttl).Result()
 	if err != nil {
 		ok, err = retry(ctx, c, idempotent, ok, err, func(ctx context.Context) (bool, error) {
-			return c.rdb.PExpire(ctx, k, ttl).Result()
+			return c.one.PExpire(ctx, k, ttl).Result()
 		})
 	}
 	c.observe(start, err)

@@ -91,26 +91,26 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 		return zero, 0, opErr(op, key, err)
 	}
 	start := time.Now()
-	b, err := c.rdb.Get(ctx, k).Bytes()
+	b, err := c.one.Get(ctx, k).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
-			return c.rdb.Get(ctx, k).Bytes()
+			return c.one.Get(ctx, k).Bytes()
 		})
 	}
-	c.observe(start, err)
+	c.observeOp(opGet, start, err)
 	switch {
 	case err == nil:
 		if v, src, err, ok := fromCache(c, key, k, ttl, b, load); ok {
 			return v, src, err
 		}
-		c.ctr.errors.Add(1) // undecodable: load and overwrite it
+		c.ctr.fail(key) // undecodable: load and overwrite it
 	case errors.Is(err, redis.Nil):
-		c.ctr.misses.Add(1)
+		c.ctr.miss(key)
 	case ctx.Err() != nil:
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		return zero, 0, opErr(op, key, err)
 	default:
-		c.ctr.errors.Add(1)
+		c.ctr.fail(key)
 		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", op, "key", key, "error", err)
 		return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
 	}
@@ -138,14 +138,14 @@ func fromCache[T any](c *Client, key, k string, ttl time.Duration, b []byte, loa
 		return v, 0, nil, false
 	}
 	if e.flags&flagNegative != 0 {
-		c.ctr.hits.Add(1)
+		c.ctr.hit(key)
 		c.ctr.negativeHits.Add(1)
 		return v, SourceHit, ErrNotFound, true
 	}
 	if err := c.opt.Codec.Unmarshal(e.payload, &v); err != nil {
 		return v, 0, nil, false
 	}
-	c.ctr.hits.Add(1)
+	c.ctr.hit(key)
 	if e.freshUntil == 0 {
 		return v, SourceHit, nil, true
 	}
@@ -300,7 +300,7 @@ func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, 
 		return v, false, nil
 	}
 	start := time.Now()
-	b, gerr := c.rdb.Get(ctx, k).Bytes()
+	b, gerr := c.one.Get(ctx, k).Bytes()
 	if errors.Is(gerr, redis.Nil) {
 		c.observe(start, nil)
 		return v, false, nil
@@ -378,7 +378,7 @@ func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMod
 			return nil, v, false, nil
 		}
 		start := time.Now()
-		ok, serr := c.rdb.SetNX(ctx, lockKey, token, c.opt.LockTTL).Result()
+		ok, serr := c.one.SetNX(ctx, lockKey, token, c.opt.LockTTL).Result()
 		c.observe(start, serr)
 		if serr != nil {
 			return nil, v, false, nil

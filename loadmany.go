@@ -84,9 +84,8 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		case entryNegative:
 			c.ctr.negativeHits.Add(1)
 		case entryBad:
-			// GetMany-style accounting: MGet counted it a hit; it is an error.
-			c.ctr.hits.Add(^uint64(0))
-			c.ctr.errors.Add(1)
+			c.ctr.hitWasError(key) // MGet counted it a hit; it is an error
+
 			missing = append(missing, key)
 		}
 	}
