@@ -37,6 +37,7 @@ type Client struct {
 	opt    Options
 	rdb    redis.UniversalClient
 	one    redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
+	near   *nearCache            // Options.LocalCache, else nil
 	owned  bool   // New built rdb, so Close closes it
 	pfx    string // Prefix + ":" or ""
 	closed atomic.Bool
@@ -71,7 +72,10 @@ func New(opt *Options) (*Client, error) {
 	c := &Client{opt: o, rdb: o.Redis, bg: newBackground(maxBackground)}
 	c.ctr.off = o.DisableStats
 	if c.rdb == nil {
-		c.rdb = o.newRedis()
+		if o.LocalCache {
+			c.near = newNearCache(o.LocalCacheEntries, o.DB, o.Username)
+		}
+		c.rdb = o.newRedis(c.near)
 		c.owned = true
 	}
 	c.one = c.rdb
@@ -326,6 +330,9 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 
 // setBytes runs SET PX with retries and counts the outcome.
 func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl time.Duration) error {
+	if c.near != nil {
+		c.near.written(k)
+	}
 	start := time.Now()
 	_, err := c.one.Set(ctx, k, b, ttl).Result()
 	if err != nil {
@@ -355,6 +362,9 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return 0, opErr("delete", key, err)
+	}
+	if c.near != nil {
+		c.near.written(k)
 	}
 	start := time.Now()
 	n, err := c.one.Unlink(ctx, k).Result()
@@ -453,8 +463,34 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 // typed result: a miss returns [ErrCacheMiss] and the zero T.
 func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 	var v T
-	err := c.Get(ctx, key, &v)
-	return v, err
+	if c.near == nil {
+		err := c.Get(ctx, key, &v)
+		return v, err
+	}
+	return nearGet[T](ctx, c, key)
+}
+
+// nearGet is Get with Options.LocalCache: a decoded value kept from an
+// earlier hit is returned as is (values holding slices, maps or pointers
+// are shared between callers: treat them as read-only).
+func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
+	var v T
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return v, opErr("get", key, err)
+	}
+	if x, ok := c.near.load(k); ok {
+		if v, ok := x.(T); ok {
+			c.ctr.hit(key)
+			return v, nil
+		}
+	}
+	seq := c.near.seq.Load()
+	if err := c.Get(ctx, key, &v); err != nil {
+		return v, err
+	}
+	c.near.store(k, v, seq)
+	return v, nil
 }
 
 // Set stores v at key for ttl. It is [Client.Set] with a typed value.

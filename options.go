@@ -294,14 +294,14 @@ func (o *Options) init() error {
 // retry loop owns retries, so go-redis's are switched off (-1), and so are
 // its dial retries (1 attempt instead of 5 with 100ms pauses, which made a
 // down node cost 0.4s per connection attempt inside each of our attempts).
-func (o *Options) newRedis() redis.UniversalClient {
-	var csc *redis.ClientSideCacheConfig
-	if o.LocalCache {
-		csc = &redis.ClientSideCacheConfig{MaxEntries: o.LocalCacheEntries}
+func (o *Options) newRedis(near *nearCache) redis.UniversalClient {
+	var csc redis.Cache
+	if near != nil {
+		csc = near
 	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
-		ClientSideCacheConfig: csc,
-		Protocol:              3,
+		ClientSideCache: csc,
+		Protocol:        3,
 		Addrs:                 o.Addrs,
 		IsClusterMode:         o.ClusterMode,
 		MasterName:            o.MasterName,

@@ -80,6 +80,12 @@ func TestLocalCache(t *testing.T) {
 	}
 	assert.LessOrEqual(t, getCalls(t, e)-before, int64(2), "repeated hits are served locally")
 
+	// The Client's own write is read back at once.
+	require.NoError(t, rediscache.Set(ctx, near, "k", "own", time.Minute))
+	v, err = rediscache.Get[string](ctx, near, "k")
+	require.NoError(t, err)
+	require.Equal(t, "own", v)
+
 	// Another client's write invalidates the local copy.
 	require.NoError(t, rediscache.Set(ctx, writer, "k", "v2", time.Minute))
 	require.Eventually(t, func() bool {

@@ -1,0 +1,112 @@
+package rediscache
+
+import (
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// nearCache is the client-side cache behind Options.LocalCache. go-redis's
+// LocalCache keeps the stored bytes and receives Redis's invalidations
+// (RESP3 CLIENT TRACKING); nearCache wraps it to keep decoded values too, so
+// a typed hit costs neither a round trip nor a decode. Every invalidation
+// go-redis applies to its bytes is applied to the decoded values as well,
+// so both are dropped together.
+type nearCache struct {
+	redis.Cache
+
+	mu   sync.Mutex   // orders stores against invalidations
+	seq  atomic.Uint64 // bumped by every invalidation, before it deletes
+	n    atomic.Int64  // entries in vals
+	max  int64
+	vals sync.Map // stored key -> decoded value (any T)
+	// ns is go-redis's namespace prefix of a cache entry's Redis key (DB and
+	// ACL user), which its invalidations carry.
+	ns string
+}
+
+var _ redis.Cache = (*nearCache)(nil)
+
+func newNearCache(entries, db int, username string) *nearCache {
+	return &nearCache{
+		Cache: redis.NewLocalCache(redis.CacheConfig{MaxEntries: entries}),
+		max:   int64(entries),
+		ns:    strconv.Itoa(db) + "\x00" + strconv.Itoa(len(username)) + ":" + username + "\x00",
+	}
+}
+
+// load returns the decoded value kept for stored key k.
+func (n *nearCache) load(k string) (any, bool) { return n.vals.Load(k) }
+
+// store keeps v for k unless an invalidation ran since seq was read, or the
+// cache is full.
+func (n *nearCache) store(k string, v any, seq uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.seq.Load() != seq || n.n.Load() >= n.max {
+		return
+	}
+	if _, loaded := n.vals.Swap(k, v); !loaded {
+		n.n.Add(1)
+	}
+}
+
+// written forgets k's bytes and decoded value before this Client writes k,
+// so the Client reads its own write back without waiting for Redis's
+// invalidation to arrive.
+func (n *nearCache) written(k string) {
+	n.drop(k)
+	n.Cache.DeleteByRedisKey(n.ns + k)
+}
+
+// drop forgets the decoded value of k.
+func (n *nearCache) drop(k string) {
+	n.seq.Add(1)
+	n.mu.Lock()
+	if _, ok := n.vals.LoadAndDelete(k); ok {
+		n.n.Add(-1)
+	}
+	n.mu.Unlock()
+}
+
+func (n *nearCache) clear() {
+	n.seq.Add(1)
+	n.mu.Lock()
+	n.vals.Clear()
+	n.n.Store(0)
+	n.mu.Unlock()
+}
+
+// DeleteByRedisKey drops a key's bytes and decoded value (an
+// invalidation); nsKey is the Redis key behind go-redis's namespace prefix.
+func (n *nearCache) DeleteByRedisKey(nsKey string) int {
+	if k, ok := strings.CutPrefix(nsKey, n.ns); ok {
+		n.drop(k)
+	} else {
+		n.clear()
+	}
+	return n.Cache.DeleteByRedisKey(nsKey)
+}
+
+// DeleteByCacheKey drops one bytes entry; the decoded values are all
+// dropped, since a cache key does not name its Redis key here.
+func (n *nearCache) DeleteByCacheKey(ck string) bool {
+	n.clear()
+	return n.Cache.DeleteByCacheKey(ck)
+}
+
+// EvictByConn drops what a connection that lost tracking fetched; the
+// decoded values are all dropped.
+func (n *nearCache) EvictByConn(id uint64) int {
+	n.clear()
+	return n.Cache.EvictByConn(id)
+}
+
+// Flush drops everything.
+func (n *nearCache) Flush() int {
+	n.clear()
+	return n.Cache.Flush()
+}
