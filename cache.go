@@ -38,8 +38,8 @@ type Client struct {
 	rdb    redis.UniversalClient
 	one    redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
 	near   *nearCache            // Options.LocalCache, else nil
-	owned  bool   // New built rdb, so Close closes it
-	pfx    string // Prefix + ":" or ""
+	owned  bool                  // New built rdb, so Close closes it
+	pfx    string                // Prefix + ":" or ""
 	closed atomic.Bool
 	ctr    counters
 	gens   *generations // nil when GenerationTTL is -1

@@ -18,7 +18,7 @@ import (
 type nearCache struct {
 	redis.Cache
 
-	mu   sync.Mutex   // orders stores against invalidations
+	mu   sync.Mutex    // orders stores against invalidations
 	seq  atomic.Uint64 // bumped by every invalidation, before it deletes
 	n    atomic.Int64  // entries in vals
 	max  int64

@@ -300,8 +300,8 @@ func (o *Options) newRedis(near *nearCache) redis.UniversalClient {
 		csc = near
 	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
-		ClientSideCache: csc,
-		Protocol:        3,
+		ClientSideCache:       csc,
+		Protocol:              3,
 		Addrs:                 o.Addrs,
 		IsClusterMode:         o.ClusterMode,
 		MasterName:            o.MasterName,
