@@ -151,6 +151,7 @@ type batch struct {
 	op     string
 	keys   []string // logical, as the caller passed them
 	ks     []string // stored: c.storageKey(keys[i])
+	quiet  bool     // get leaves hits and misses to the caller
 	mu     sync.Mutex
 	failed []keyErr
 }
@@ -182,27 +183,21 @@ func (c *Client) newBatch(ctx context.Context, op string, keys []string) (*batch
 	return b, nil
 }
 
-// firstErr returns the first non-nil error of errs.
-func firstErr(errs []error) error {
-	for _, err := range errs {
-		if err != nil {
-			return err
+// outcome is what a batch reports to the circuit breaker once its retries
+// are over, as a single-key call does: a failure only when every key
+// failed. One dead node of a cluster fails some keys while the others
+// answer; that must not open the breaker for the whole cluster. A failed
+// round trip that a retry made good is no failure at all.
+func (b *batch) outcome() error {
+	if len(b.ks) == 0 || len(b.failed) < len(b.ks) {
+		return nil
+	}
+	for _, f := range b.failed {
+		if outage(f.err) {
+			return f.err
 		}
 	}
-	return nil
-}
-
-// outcome is what a chunk reports to the circuit breaker: a failure only
-// when every key failed. One dead node of a cluster fails some keys of
-// every chunk while the others answer; that must not open the breaker for
-// the whole cluster.
-func outcome(errs []error) error {
-	for _, err := range errs {
-		if err == nil {
-			return nil
-		}
-	}
-	return firstErr(errs)
+	return b.failed[0].err
 }
 
 // run sends every key once, in chunks, then retries the keys that failed
@@ -210,6 +205,7 @@ func outcome(errs []error) error {
 // whole batch at once so a dead node costs one backoff sequence per call,
 // not one per chunk. Keys still failing are recorded in b.failed.
 func (b *batch) run(ctx context.Context, send sendFunc) {
+	defer func() { b.c.brk.report(b.outcome()) }()
 	all := make([]int, len(b.ks))
 	for i := range all {
 		all[i] = i
@@ -250,7 +246,9 @@ func (b *batch) pass(ctx context.Context, idx []int, send sendFunc) []keyErr {
 		} else {
 			start := time.Now()
 			send(ctx, idx, errs)
-			b.c.observeOp(opBatch, start, outcome(errs))
+			if !b.c.ctr.off { // latency only: the breaker hears run's outcome
+				b.c.ctr.lat[opBatch].observe(time.Since(start))
+			}
 		}
 		var failed, again []keyErr
 		for j, err := range errs {
@@ -323,15 +321,22 @@ func bytesOf(s string) []byte {
 // may reject them (a corrupt value); misses and hits are counted here.
 func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 	c := b.c
+	miss := func(i int) {
+		if !b.quiet {
+			c.ctr.miss(b.keys[i])
+		}
+	}
 	found := func(i int, p []byte) error {
 		switch err := hit(i, p); {
 		case err == errNegative: // a cached "not found" is a miss here
-			c.ctr.miss(b.keys[i])
+			miss(i)
 			return nil
 		case err != nil:
 			return err
 		}
-		c.ctr.hit(b.keys[i])
+		if !b.quiet {
+			c.ctr.hit(b.keys[i])
+		}
 		return nil
 	}
 	if c.single() {
@@ -356,7 +361,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 			for j, v := range vals {
 				switch v := v.(type) {
 				case nil:
-					c.ctr.miss(b.keys[idx[j]])
+					miss(idx[j])
 				case string:
 					errs[j] = found(idx[j], bytesOf(v))
 				default:
@@ -379,7 +384,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 			case err == nil:
 				errs[j] = found(idx[j], bytesOf(s))
 			case errors.Is(err, redis.Nil):
-				c.ctr.miss(b.keys[idx[j]])
+				miss(idx[j])
 			default:
 				errs[j] = err
 			}
@@ -576,10 +581,16 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 // before anything is sent. When some keys fail, MGet returns every value it
 // read (nil for the failed keys too) and a [*BatchError] naming them.
 func (c *Client) MGet(ctx context.Context, keys []string) ([][]byte, error) {
-	b, err := c.newBatch(ctx, "mget", keys)
+	return c.mget(ctx, "mget", keys, false)
+}
+
+// mget is MGet; quiet leaves hits and misses for the caller to count.
+func (c *Client) mget(ctx context.Context, op string, keys []string, quiet bool) ([][]byte, error) {
+	b, err := c.newBatch(ctx, op, keys)
 	if err != nil {
 		return nil, err
 	}
+	b.quiet = quiet
 	out := make([][]byte, len(keys))
 	if len(keys) > 0 {
 		b.get(ctx, func(i int, p []byte) error {

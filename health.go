@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -28,7 +29,7 @@ type Health struct {
 	UsedMemoryHuman  string // as Redis renders it (one node), or a sum on a cluster
 	MaxMemory        int64  // bytes, 0 = no limit (summed over masters)
 	ConnectedClients int64  // summed over masters
-	Keys             int64  // keys under Options.Prefix, by SCAN; DBSize when there is no Prefix
+	Keys             int64  // keys under Options.Prefix, by SCAN (-1 when the count failed); DBSize when there is no Prefix
 	DBSize           int64  // keys in the database (summed over masters)
 
 	Pool PoolStats // go-redis connection pool
@@ -146,11 +147,16 @@ func (c *Client) healthCheck(ctx context.Context) Health {
 	}
 	h.Keys = h.DBSize
 	if c.pfx != "" && h.Healthy {
-		n, err := c.CountPrefix(ctx, "")
+		// Counted by SCAN, past the breaker; a count that fails or times out
+		// (a huge keyspace) says nothing about health: Keys is -1 then.
+		var n atomic.Int64
+		err := c.scanPrefix(ctx, "health", "", []string{c.pfx}, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
+			n.Add(int64(len(ks)))
+		})
+		h.Keys = n.Load()
 		if err != nil {
-			h.Healthy, h.Err = false, err
+			h.Keys = -1
 		}
-		h.Keys = n
 	}
 	return h
 }
@@ -164,7 +170,7 @@ func checkNode(ctx context.Context, node *redis.Client) NodeHealth {
 		return n
 	}
 	n.Latency = time.Since(start)
-	info, err := node.Info(ctx, "memory", "clients").Result()
+	info, err := node.Info(ctx).Result() // every section: multi-section INFO needs Redis 7
 	if err != nil {
 		n.Err = err
 		return n

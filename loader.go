@@ -280,7 +280,7 @@ func loadAndStore[T any](ctx context.Context, c *Client, key, k string, ttl time
 	}
 	if mode != modeFallback {
 		if p, err := c.opt.Codec.Marshal(v); err != nil {
-			c.ctr.errors.Add(1)
+			c.ctr.fail(key)
 		} else if c.opt.MaxValueSize < 0 || len(p)+envHeaderSize <= c.opt.MaxValueSize {
 			now := time.Now()
 			c.store(ctx, key, k, envelope{

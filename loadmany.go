@@ -41,22 +41,28 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		return nil, opErr(op, "", ErrInvalidTTL)
 	}
 	out := make(map[string]T, len(keys))
-	raw, err := c.MGet(ctx, keys)
 	var (
+		raw     [][]byte
+		err     error
 		be      *BatchError
 		missing []string
-		noStore = map[string]bool{} // keys whose Redis read failed: load, don't store
+		noStore = map[string]bool{} // keys whose Redis read failed or was skipped: load, don't store
 	)
+	if ctx != nil && !c.closed.Load() && !c.brk.allow() {
+		for _, k := range keys {
+			if _, err := c.storageKey(k); err != nil {
+				return nil, opErr(op, k, err)
+			}
+			noStore[k] = true
+		}
+		raw = make([][]byte, len(keys))
+	} else {
+		raw, err = c.mget(ctx, op, keys, true)
+	}
 	switch {
 	case err == nil:
 	case errors.As(err, &be):
 		for k := range be.Failed {
-			noStore[k] = true
-		}
-	case errors.Is(err, ErrCircuitOpen):
-		c.ctr.errors.Add(^uint64(0)) // a fallback, not an error
-		raw = make([][]byte, len(keys))
-		for _, k := range keys {
 			noStore[k] = true
 		}
 	default:
@@ -71,21 +77,24 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 			continue
 		}
 		if raw[i] == nil {
+			c.ctr.miss(key)
 			missing = append(missing, key)
 			continue
 		}
 		v, state := decodeForBatch[T](c, raw[i], now)
 		switch state {
 		case entryFresh:
+			c.ctr.hit(key)
 			out[key] = v
 		case entryStale:
+			c.ctr.hit(key)
 			out[key] = v
 			c.ctr.staleServed.Add(1)
 		case entryNegative:
+			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
 		case entryBad:
-			c.ctr.hitWasError(key) // MGet counted it a hit; it is an error
-
+			c.ctr.fail(key)
 			missing = append(missing, key)
 		}
 	}

@@ -217,17 +217,6 @@ func (k *counters) hit(key string) {
 	}
 }
 
-// hitWasError turns a hit already counted for key into an error.
-func (k *counters) hitWasError(key string) {
-	if !k.off {
-		n := k.namespace(key)
-		k.hits.Add(^uint64(0))
-		n.hits.Add(^uint64(0))
-		k.errors.Add(1)
-		n.errors.Add(1)
-	}
-}
-
 func (k *counters) miss(key string) {
 	if !k.off {
 		k.misses.Add(1)
