@@ -207,13 +207,9 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 	return nil
 }
 
-// getBytes runs GET with retries and counts misses and Redis errors; the
-// caller counts the hit once the bytes decode.
-func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
-	k, err := c.prepare(ctx, key)
-	if err != nil {
-		return nil, opErr(op, key, err)
-	}
+// get runs GET on stored key k, with retries, and records the round trip.
+// A miss is redis.Nil.
+func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 	start := time.Now()
 	b, err := c.one.Get(ctx, k).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
@@ -222,6 +218,17 @@ func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
 		})
 	}
 	c.observeOp(opGet, start, err)
+	return b, err
+}
+
+// getBytes runs GET with retries and counts misses and Redis errors; the
+// caller counts the hit once the bytes decode.
+func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return nil, opErr(op, key, err)
+	}
+	b, err := c.get(ctx, k)
 	switch {
 	case err == nil:
 		return b, nil

@@ -90,14 +90,7 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
-	start := time.Now()
-	b, err := c.one.Get(ctx, k).Bytes()
-	if err != nil && !errors.Is(err, redis.Nil) {
-		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
-			return c.one.Get(ctx, k).Bytes()
-		})
-	}
-	c.observeOp(opGet, start, err)
+	b, err := c.get(ctx, k)
 	switch {
 	case err == nil:
 		if v, src, err, ok := fromCache(c, key, k, ttl, b, load); ok {
