@@ -241,20 +241,23 @@ func sharedLoad[T any](ctx context.Context, c *Client, key, flightKey string, tt
 	}
 }
 
-// loadAndStore is the body of a shared load: lease, load, store.
+// loadAndStore is the body of a shared load: lease, load, store. A miss
+// with the lease costs three round trips after the first GET: the lease
+// and a re-read of the key in one pipeline, the loader, then the value and
+// the lease's release in one pipeline.
 func loadAndStore[T any](ctx context.Context, c *Client, key, k string, ttl time.Duration, load func(context.Context) (T, error), mode loadMode) (any, error) {
-	if mode != modeFallback && c.opt.LockTTL > 0 {
-		release, v, found, err := acquireOrWait[T](ctx, c, k, mode)
+	var held *lease
+	switch {
+	case mode != modeFallback && c.opt.LockTTL > 0:
+		l, v, found, err := acquireOrWait[T](ctx, c, k, mode)
 		switch {
 		case found:
 			return loaded[T]{v: v, src: SourceHit}, err
-		case release == nil && mode == modeBackground:
+		case l == nil && mode == modeBackground:
 			return nil, nil // another process is refreshing it
-		case release != nil:
-			defer release()
 		}
-	}
-	if mode == modeForeground {
+		held = l
+	case mode == modeForeground:
 		// A load that finished between our miss and this flight, here or in
 		// another process, already stored the value: use it.
 		if v, found, err := recheck[T](ctx, c, k); found {
@@ -263,27 +266,32 @@ func loadAndStore[T any](ctx context.Context, c *Client, key, k string, ttl time
 	}
 	v, cost, err := callLoader(ctx, c, load)
 	if errors.Is(err, ErrNotFound) {
+		var neg *envelope
 		if mode != modeFallback && c.opt.NegativeTTL > 0 {
-			c.store(ctx, key, k, envelope{flags: flagNegative, created: time.Now().UnixMilli()}, c.opt.NegativeTTL)
+			neg = &envelope{flags: flagNegative, created: time.Now().UnixMilli()}
 		}
+		c.storeAndRelease(ctx, key, k, neg, c.opt.NegativeTTL, held)
 		return loaded[T]{src: SourceLoaded}, err
 	}
 	if err != nil {
+		c.storeAndRelease(ctx, key, k, nil, 0, held)
 		return loaded[T]{}, err
 	}
+	var e *envelope
 	if mode != modeFallback {
 		if p, err := c.opt.Codec.Marshal(v); err != nil {
 			c.ctr.fail(key)
 		} else if c.opt.MaxValueSize < 0 || len(p)+envHeaderSize <= c.opt.MaxValueSize {
 			now := time.Now()
-			c.store(ctx, key, k, envelope{
+			e = &envelope{
 				created:    now.UnixMilli(),
 				freshUntil: now.Add(ttl).UnixMilli(),
 				loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
 				payload:    p,
-			}, ttl+c.opt.StaleTTL)
+			}
 		}
 	}
+	c.storeAndRelease(ctx, key, k, e, ttl+c.opt.StaleTTL, held)
 	return loaded[T]{v: v, src: SourceLoaded}, nil
 }
 
@@ -339,54 +347,99 @@ func callLoader[T any](ctx context.Context, c *Client, load func(context.Context
 	return v, cost, err
 }
 
-// store writes an envelope; a failure is counted and logged, not returned:
-// the caller already has its value.
-func (c *Client) store(ctx context.Context, key, k string, e envelope, ttl time.Duration) {
-	if !c.brk.allow() {
+// storeAndRelease writes e (when non-nil) for ttl and releases held (when
+// non-nil) in one pipeline. A failure is counted and logged, not returned:
+// the caller already has its value, and a lease not released expires.
+func (c *Client) storeAndRelease(ctx context.Context, key, k string, e *envelope, ttl time.Duration, held *lease) {
+	if (e == nil && held == nil) || !c.brk.allow() {
 		return
 	}
-	err := c.setBytes(ctx, "store", key, k, encodeEnvelope(e), ttl)
-	if err != nil {
-		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
+	if e != nil && c.near != nil {
+		c.near.written(k)
 	}
+	// The load's own deadline may have passed (a loader that timed out):
+	// the release must still go out, bounded on its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	pipe := c.one.Pipeline()
+	var set *redis.StatusCmd
+	if e != nil {
+		set = pipe.Set(ctx, k, encodeEnvelope(*e), ttl)
+	}
+	if held != nil {
+		pipe.Eval(ctx, releaseSource, []string{held.key}, held.token)
+	}
+	start := time.Now()
+	_, err := pipe.Exec(ctx)
+	c.observeOp(opSet, start, err)
+	if set == nil {
+		return
+	}
+	if err := set.Err(); err != nil {
+		c.ctr.fail(key)
+		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
+		return
+	}
+	c.ctr.set(key)
 }
 
-// releaseScript deletes a lease only if it still holds our token, so a slow
+// lease is a cross-process lease this process holds: the lease key and the
+// token that proves it is ours.
+type lease struct{ key, token string }
+
+// releaseSource deletes a lease only if it still holds our token, so a slow
 // loader never deletes a lease another process took after ours expired.
-var releaseScript = redis.NewScript(`if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`)
+const releaseSource = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
 
 // acquireOrWait takes the cross-process lease for k, or waits for the
-// process holding it to store the value. It returns a release func when it
-// holds the lease; found with the value (or ErrNotFound) when another
-// process stored it; neither when the wait timed out or Redis failed, and
-// then the caller loads without a lease. In background mode it never waits.
-func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMode) (release func(), v T, found bool, err error) {
-	lockKey := k + "\x00lock"
+// process holding it to store the value. In foreground mode the lease
+// request goes with a re-read of k in one pipeline, so a value stored since
+// our miss is used at once. It returns the lease when it holds it; found
+// with the value (or ErrNotFound) when another load stored it; neither when
+// the wait timed out or Redis failed, and then the caller loads without a
+// lease. In background mode it never waits.
+func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMode) (held *lease, v T, found bool, err error) {
 	var tok [16]byte
 	_, _ = rand.Read(tok[:])
-	token := hex.EncodeToString(tok[:])
+	l := &lease{key: k + "\x00lock", token: hex.EncodeToString(tok[:])}
 	deadline := time.Now().Add(c.opt.LockTTL)
 	for {
 		if !c.brk.allow() {
 			return nil, v, false, nil
 		}
+		pipe := c.one.Pipeline()
+		setnx := pipe.SetNX(ctx, l.key, l.token, c.opt.LockTTL)
+		var get *redis.StringCmd
+		if mode == modeForeground {
+			get = pipe.Get(ctx, k)
+		}
 		start := time.Now()
-		ok, serr := c.one.SetNX(ctx, lockKey, token, c.opt.LockTTL).Result()
-		c.observe(start, serr)
+		_, perr := pipe.Exec(ctx)
+		if errors.Is(perr, redis.Nil) {
+			perr = nil
+		}
+		c.observe(start, perr)
+		ok, serr := setnx.Result()
 		if serr != nil {
 			return nil, v, false, nil
 		}
+		if get != nil {
+			if b, gerr := get.Bytes(); gerr == nil {
+				if v, found, err := decodeLoaded[T](c, b); found {
+					if ok {
+						c.storeAndRelease(ctx, "", k, nil, 0, l)
+					}
+					return nil, v, true, err
+				}
+			}
+		}
 		if ok {
-			return func() {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-				defer cancel()
-				_ = releaseScript.Run(rctx, c.rdb, []string{lockKey}, token).Err()
-			}, v, false, nil
+			return l, v, false, nil
 		}
 		if mode == modeBackground {
 			return nil, v, false, nil
 		}
-		v, found, err, lockGone := waitForValue[T](ctx, c, k, lockKey, deadline)
+		v, found, err, lockGone := waitForValue[T](ctx, c, k, l.key, deadline)
 		if found || !lockGone || time.Now().After(deadline) {
 			return nil, v, found, err
 		}
