@@ -59,7 +59,11 @@ func transient(err error, idem bool) bool {
 // entered on a failure, so the successful path pays nothing for it. When ctx
 // ends the wait, the error wraps both ctx.Err() and the last failure.
 func retry[T any](ctx context.Context, c *Client, idem bool, v T, err error, fn func(context.Context) (T, error)) (T, error) {
-	if c.opt.MaxRetries == 0 || !transient(err, idem) || ctx.Err() != nil {
+	if !transient(err, idem) {
+		return v, err
+	}
+	reloadSlots(c)
+	if c.opt.MaxRetries == 0 || ctx.Err() != nil {
 		return v, err
 	}
 	eb := backoff.NewExponentialBackOff()
@@ -89,5 +93,18 @@ func retry[T any](ctx context.Context, c *Client, idem bool, v T, err error, fn 
 		if v, err = fn(ctx); !transient(err, idem) {
 			return v, err
 		}
+		reloadSlots(c)
+	}
+}
+
+// reloadSlots asks a cluster client to reload its slot map in the
+// background after a transient failure. A failed-over or resharded slot
+// often gives no MOVED reply (its old master is down), and go-redis
+// otherwise reloads the map only every 60s, so the slots of a dead master
+// would stay unreachable that long after its replica took over. Concurrent
+// requests share one reload.
+func reloadSlots(c *Client) {
+	if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+		cc.ReloadState(context.Background())
 	}
 }
