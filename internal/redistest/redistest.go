@@ -279,7 +279,8 @@ func StartCluster(tb testing.TB, masters int, replicasPerMaster int) *Cluster {
 	c := &Cluster{}
 	addrs := make([]string, 0, total)
 	for i := 0; i < total; i++ {
-		n := startServer(tb, bin, true, nil)
+		// Redis 7 delays a replica's first sync by 5s by default.
+		n := startServer(tb, bin, true, []string{"--repl-diskless-sync-delay", "0"})
 		c.nodes = append(c.nodes, n)
 		addrs = append(addrs, n.Addr())
 	}
@@ -392,6 +393,17 @@ func checkCluster(clients []*redis.Client, masters, replicas int) ([]bool, error
 		if known != len(clients) || slaves != masters*replicas {
 			return nil, fmt.Errorf("node %s: CLUSTER NODES lists %d nodes (%d replicas), want %d (%d):\n%s",
 				addr, known, slaves, len(clients), masters*replicas, nodes)
+		}
+		// A replica that never completed its first sync is never promoted:
+		// the cluster is ready when every replica's link is up.
+		if !isMaster[i] {
+			repl, err := cl.Info(ctx, "replication").Result()
+			if err != nil {
+				return nil, fmt.Errorf("node %s: INFO replication: %w", addr, err)
+			}
+			if !strings.Contains(repl, "master_link_status:up") {
+				return nil, fmt.Errorf("node %s: replica not in sync with its master yet", addr)
+			}
 		}
 	}
 	return isMaster, nil
