@@ -35,18 +35,18 @@ func BenchmarkGetOrLoadHit(b *testing.B) {
 		b.Fatal(err)
 	}
 	loads := c.Stats().Loads
-	runNamed(b, []namedOp{
-		{"Get", func() error {
-			v, err := rediscache.Get[benchTask](ctx, c, key)
-			benchSink = v
-			return err
-		}},
-		{"GetOrLoad", func() error {
-			v, err := rediscache.GetOrLoad(ctx, c, key, rediscache.TTLDay, loadBenchTask)
-			benchSink = v
-			return err
-		}},
-	})
+	get := func() error {
+		v, err := rediscache.Get[benchTask](ctx, c, key)
+		benchSink = v
+		return err
+	}
+	getOrLoad := func() error {
+		v, err := rediscache.GetOrLoad(ctx, c, key, rediscache.TTLDay, loadBenchTask)
+		benchSink = v
+		return err
+	}
+	runPaired(b, "Get", get, "GetOrLoad", getOrLoad)
+	runNamed(b, []namedOp{{"Get", get}, {"GetOrLoad", getOrLoad}})
 	if n := c.Stats().Loads - loads; n != 0 {
 		b.Fatalf("%d loads during the benchmark: not all GetOrLoad calls were hits", n)
 	}

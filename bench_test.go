@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -92,7 +93,11 @@ func BenchmarkSet(b *testing.B) {
 	runPair(b, rawSet, cacheSet)
 }
 
+// runPair benchmarks raw and cache each on their own (serial and parallel)
+// and alternated call by call ("paired"), which reports the ratio
+// rediscache/raw with machine noise hitting both sides alike.
 func runPair(b *testing.B, raw, cache func() error) {
+	runPaired(b, "raw", raw, "rediscache", cache)
 	for _, v := range []struct {
 		name string
 		fn   func() error
@@ -117,4 +122,62 @@ func runPair(b *testing.B, raw, cache func() error) {
 			})
 		})
 	}
+}
+
+// BenchmarkGetStats measures what counting costs: the same typed Get with
+// Stats on (the default) and off (Options.DisableStats), alternated call by
+// call so machine noise hits both alike. It reports each side's mean and
+// the ratio on/off.
+func BenchmarkGetStats(b *testing.B) {
+	addr := benchAddr(b)
+	ctx := context.Background()
+	var clients [2]*rediscache.Client
+	for i, off := range []bool{false, true} {
+		c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: "bench-stats", DisableStats: off})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer c.Close()
+		if err := rediscache.Set(ctx, c, "task", benchValue, rediscache.TTLDay); err != nil {
+			b.Fatal(err)
+		}
+		clients[i] = c
+	}
+	var spent [2]time.Duration
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, c := range clients {
+			start := time.Now()
+			if _, err := rediscache.Get[benchTask](ctx, c, "task"); err != nil {
+				b.Fatal(err)
+			}
+			spent[i] += time.Since(start)
+		}
+	}
+	n := float64(b.N)
+	b.ReportMetric(float64(spent[0].Nanoseconds())/n, "ns-stats-on")
+	b.ReportMetric(float64(spent[1].Nanoseconds())/n, "ns-stats-off")
+	b.ReportMetric(float64(spent[0])/float64(spent[1]), "on/off")
+}
+
+// runPaired runs base and test alternately, call by call, in one
+// sub-benchmark "paired", and reports each side's mean and the ratio
+// test/base: machine noise hits both sides alike.
+func runPaired(b *testing.B, baseName string, base func() error, testName string, test func() error) {
+	b.Run("paired", func(b *testing.B) {
+		var spent [2]time.Duration
+		for b.Loop() {
+			for i, fn := range []func() error{base, test} {
+				start := time.Now()
+				if err := fn(); err != nil {
+					b.Fatal(err)
+				}
+				spent[i] += time.Since(start)
+			}
+		}
+		n := float64(b.N)
+		b.ReportMetric(float64(spent[0].Nanoseconds())/n, "ns-"+baseName)
+		b.ReportMetric(float64(spent[1].Nanoseconds())/n, "ns-"+testName)
+		b.ReportMetric(float64(spent[1])/float64(spent[0]), testName+"/"+baseName)
+	})
 }
