@@ -23,6 +23,20 @@ func benchAddr(b *testing.B) string {
 	return redistest.Start(b).Addr()
 }
 
+// benchClients returns a raw go-redis client and a rediscache Client on the
+// benchmark's server, both closed when the benchmark ends.
+func benchClients(b *testing.B) (*redis.Client, *rediscache.Client) {
+	addr := benchAddr(b)
+	raw := redis.NewClient(&redis.Options{Addr: addr, PoolSize: rediscache.DefaultPoolSize})
+	b.Cleanup(func() { _ = raw.Close() })
+	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = c.Close() })
+	return raw, c
+}
+
 type benchTask struct {
 	ID       string   `json:"id"`
 	UserID   string   `json:"user_id"`
@@ -37,15 +51,8 @@ var benchValue = benchTask{ID: "task_123", UserID: "user_abc", Title: "Render th
 // BenchmarkGet compares a typed Get of a small struct through rediscache
 // with raw go-redis GET plus encoding/json on the same server.
 func BenchmarkGet(b *testing.B) {
-	addr := benchAddr(b)
 	ctx := context.Background()
-	raw := redis.NewClient(&redis.Options{Addr: addr, PoolSize: rediscache.DefaultPoolSize})
-	defer raw.Close()
-	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	raw, c := benchClients(b)
 	payload, _ := json.Marshal(benchValue)
 	if err := raw.Set(ctx, "bench:raw:task", payload, 0).Err(); err != nil {
 		b.Fatal(err)
@@ -71,15 +78,8 @@ func BenchmarkGet(b *testing.B) {
 // BenchmarkSet compares a typed Set with a TTL through rediscache with raw
 // go-redis SET plus encoding/json on the same server.
 func BenchmarkSet(b *testing.B) {
-	addr := benchAddr(b)
 	ctx := context.Background()
-	raw := redis.NewClient(&redis.Options{Addr: addr, PoolSize: rediscache.DefaultPoolSize})
-	defer raw.Close()
-	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: "bench"})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer c.Close()
+	raw, c := benchClients(b)
 	rawSet := func() error {
 		bs, err := json.Marshal(benchValue)
 		if err != nil {

@@ -191,7 +191,17 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return opErr("get", key, errBadDst)
 	}
-	b, err := c.getBytes(ctx, "get", key)
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return opErr("get", key, err)
+	}
+	return c.getInto(ctx, key, k, dst)
+}
+
+// getInto reads stored key k (of logical key) into dst and counts the
+// outcome; the call was already prepared.
+func (c *Client) getInto(ctx context.Context, key, k string, dst any) error {
+	b, err := c.getBytes(ctx, "get", key, k)
 	if err != nil {
 		return err
 	}
@@ -221,13 +231,9 @@ func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 	return b, err
 }
 
-// getBytes runs GET with retries and counts misses and Redis errors; the
-// caller counts the hit once the bytes decode.
-func (c *Client) getBytes(ctx context.Context, op, key string) ([]byte, error) {
-	k, err := c.prepare(ctx, key)
-	if err != nil {
-		return nil, opErr(op, key, err)
-	}
+// getBytes runs GET on stored key k with retries and counts misses and
+// Redis errors; the caller counts the hit once the bytes decode.
+func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error) {
 	b, err := c.get(ctx, k)
 	switch {
 	case err == nil:
@@ -493,7 +499,7 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 		}
 	}
 	seq := c.near.seq.Load()
-	if err := c.Get(ctx, key, &v); err != nil {
+	if err := c.getInto(ctx, key, k, &v); err != nil {
 		return v, err
 	}
 	c.near.store(k, v, seq)
