@@ -115,6 +115,9 @@ func (c *Client) Close() error {
 		return nil
 	}
 	c.bg.close()
+	if c.gens != nil {
+		c.gens.stop()
+	}
 	if c.owned {
 		return c.rdb.Close()
 	}

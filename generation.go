@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,16 +30,29 @@ const DefaultGenerationTTL = time.Second
 
 // genView is an immutable snapshot of the generations hash.
 type genView struct {
-	gens    map[string]int64
-	fetched time.Time // when the HGETALL that produced it was sent
+	gens map[string]int64
 }
 
+// How old the local view is, as syncGenerations needs to know it.
+const (
+	genFresh   int32 = iota // younger than GenerationTTL/2
+	genAging                // older than GenerationTTL/2: refresh in the background
+	genExpired              // older than GenerationTTL (or never fetched): refresh first
+)
+
 // generations caches the bookkeeping hash. Readers load the view with one
-// atomic load; refreshes replace it.
+// atomic load, and learn its age from due, which two timers armed at each
+// refresh advance: a call never reads the clock for it.
 type generations struct {
 	key  string // the stored hash key
 	ttl  time.Duration
 	view atomic.Pointer[genView]
+	due  atomic.Int32 // genFresh, genAging or genExpired
+
+	mu      sync.Mutex // guards epoch, timers and stopped
+	epoch   uint64     // counts refreshes; a timer of an older one does nothing
+	timers  [2]*time.Timer
+	stopped bool
 
 	flight     singleflight.Group
 	refreshing atomic.Bool
@@ -47,7 +61,47 @@ type generations struct {
 func newGenerations(key string, ttl time.Duration) *generations {
 	g := &generations{key: key, ttl: ttl}
 	g.view.Store(&genView{})
+	g.due.Store(genExpired)
 	return g
+}
+
+// fetched marks the view as read from Redis at sent: fresh now, aging at
+// sent+ttl/2, expired at sent+ttl.
+func (g *generations) fetched(sent time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.stopped {
+		return
+	}
+	g.epoch++
+	epoch := g.epoch
+	g.due.Store(genFresh)
+	age := time.Since(sent)
+	for i, at := range [2]time.Duration{g.ttl / 2, g.ttl} {
+		if g.timers[i] != nil {
+			g.timers[i].Stop()
+		}
+		state := genAging + int32(i)
+		g.timers[i] = time.AfterFunc(at-age, func() {
+			g.mu.Lock()
+			defer g.mu.Unlock()
+			if g.epoch == epoch && g.due.Load() < state {
+				g.due.Store(state)
+			}
+		})
+	}
+}
+
+// stop stops the timers, for Close.
+func (g *generations) stop() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.stopped = true
+	for _, t := range g.timers {
+		if t != nil {
+			t.Stop()
+		}
+	}
 }
 
 // syncGenerations makes sure the local view is at most GenerationTTL old
@@ -61,11 +115,10 @@ func (c *Client) syncGenerations(ctx context.Context) {
 	if g == nil {
 		return
 	}
-	age := time.Since(g.view.Load().fetched)
-	switch {
-	case age < g.ttl/2:
+	switch g.due.Load() {
+	case genFresh:
 		return
-	case age < g.ttl:
+	case genAging:
 		if g.refreshing.CompareAndSwap(false, true) && !c.bg.goRun(func() {
 			defer g.refreshing.Store(false)
 			_ = c.refreshGenerations()
@@ -112,7 +165,8 @@ func (c *Client) refreshGenerations() error {
 				gens[ns] = n
 			}
 		}
-		if g.view.CompareAndSwap(old, &genView{gens: gens, fetched: sent}) {
+		if g.view.CompareAndSwap(old, &genView{gens: gens}) {
+			g.fetched(sent)
 			return nil
 		}
 	}
@@ -189,7 +243,7 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, 
 			gens[k] = v
 		}
 		gens[field] = n
-		if g.view.CompareAndSwap(old, &genView{gens: gens, fetched: old.fetched}) {
+		if g.view.CompareAndSwap(old, &genView{gens: gens}) {
 			break
 		}
 	}

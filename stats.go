@@ -2,6 +2,7 @@ package rediscache
 
 import (
 	"math/bits"
+	"math/rand/v2"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -114,9 +115,19 @@ const (
 	histBuckets = 1 + (histMaxExp-histMinExp)<<histSubBits + 1
 )
 
+// histStripes is how many copies of each histogram a Client keeps: a round
+// trip is recorded in a randomly chosen copy, so goroutines on different
+// CPUs rarely write the same cache line, and readers add the copies up.
+const histStripes = 4
+
 type histogram struct {
+	s [histStripes]histStripe
+}
+
+type histStripe struct {
 	counts [histBuckets]atomic.Uint64
 	sum    atomic.Uint64 // ns
+	_      [64]byte      // keeps the next stripe off this one's cache lines
 }
 
 func bucketOf(d time.Duration) int {
@@ -146,13 +157,73 @@ func bucketUpper(i int) time.Duration {
 }
 
 func (h *histogram) observe(d time.Duration) {
-	h.counts[bucketOf(d)].Add(1)
-	h.sum.Add(uint64(max(d, 0)))
+	st := &h.s[rand.Uint32()%histStripes]
+	st.counts[bucketOf(d)].Add(1)
+	st.sum.Add(uint64(max(d, 0)))
 }
 
-// nsCounters are one namespace's counters.
-type nsCounters struct {
+// load returns the bucket counts and the sum (ns) over all stripes.
+func (h *histogram) load() (counts [histBuckets]uint64, sum uint64) {
+	for i := range h.s {
+		st := &h.s[i]
+		for j := range counts {
+			counts[j] += st.counts[j].Load()
+		}
+		sum += st.sum.Load()
+	}
+	return counts, sum
+}
+
+func (h *histogram) reset() {
+	for i := range h.s {
+		st := &h.s[i]
+		for j := range st.counts {
+			st.counts[j].Store(0)
+		}
+		st.sum.Store(0)
+	}
+}
+
+// nsStripes is how many copies of its counters each namespace keeps, for
+// the same reason as histStripes.
+const nsStripes = 8
+
+// tally is one stripe of a namespace's counters, on a cache line of its own.
+type tally struct {
 	hits, misses, errors, sets, deletes atomic.Uint64
+	_                                   [64 - 5*8]byte
+}
+
+// nsCounters are one namespace's counters. The Client's totals are the sums
+// over all namespaces and the unattributed counters.
+type nsCounters struct {
+	s [nsStripes]tally
+}
+
+// stripe returns a randomly chosen stripe to add to.
+func (n *nsCounters) stripe() *tally { return &n.s[rand.Uint32()%nsStripes] }
+
+// load returns the counters summed over the stripes.
+func (n *nsCounters) load() NamespaceStats {
+	var s NamespaceStats
+	for i := range n.s {
+		t := &n.s[i]
+		s.Hits += t.hits.Load()
+		s.Misses += t.misses.Load()
+		s.Errors += t.errors.Load()
+		s.Sets += t.sets.Load()
+		s.Deletes += t.deletes.Load()
+	}
+	return s
+}
+
+func (n *nsCounters) reset() {
+	for i := range n.s {
+		t := &n.s[i]
+		for _, a := range []*atomic.Uint64{&t.hits, &t.misses, &t.errors, &t.sets, &t.deletes} {
+			a.Store(0)
+		}
+	}
 }
 
 const maxNamespaces = 64
@@ -161,10 +232,13 @@ const maxNamespaces = 64
 type counters struct {
 	off bool // Options.DisableStats
 
-	hits, misses, errors, sets, deletes atomic.Uint64
-	loads, loadErrors, staleServed      atomic.Uint64
-	earlyRefreshes, negativeHits        atomic.Uint64
-	fallbacks, breakerOpens             atomic.Uint64
+	// unattributed counts what has no key: errors of calls rejected
+	// before a key was looked at, and keys deleted by DeleteMany.
+	unattributed nsCounters
+
+	loads, loadErrors, staleServed atomic.Uint64
+	earlyRefreshes, negativeHits   atomic.Uint64
+	fallbacks, breakerOpens        atomic.Uint64
 
 	lat [numOps]histogram
 
@@ -212,39 +286,38 @@ func (k *counters) namespace(key string) *nsCounters {
 
 func (k *counters) hit(key string) {
 	if !k.off {
-		k.hits.Add(1)
-		k.namespace(key).hits.Add(1)
+		k.namespace(key).stripe().hits.Add(1)
 	}
 }
 
 func (k *counters) miss(key string) {
 	if !k.off {
-		k.misses.Add(1)
-		k.namespace(key).misses.Add(1)
+		k.namespace(key).stripe().misses.Add(1)
 	}
 }
 
 func (k *counters) fail(key string) {
 	if !k.off {
-		k.errors.Add(1)
-		if key != "" {
-			k.namespace(key).errors.Add(1)
+		if key == "" {
+			k.unattributed.stripe().errors.Add(1)
+		} else {
+			k.namespace(key).stripe().errors.Add(1)
 		}
 	}
 }
 
 func (k *counters) set(key string) {
 	if !k.off {
-		k.sets.Add(1)
-		k.namespace(key).sets.Add(1)
+		k.namespace(key).stripe().sets.Add(1)
 	}
 }
 
 func (k *counters) deleted(key string, n uint64) {
 	if !k.off && n > 0 {
-		k.deletes.Add(n)
-		if key != "" {
-			k.namespace(key).deletes.Add(n)
+		if key == "" {
+			k.unattributed.stripe().deletes.Add(n)
+		} else {
+			k.namespace(key).stripe().deletes.Add(n)
 		}
 	}
 }
@@ -266,12 +339,6 @@ func (c *Client) observeOp(op opKind, start time.Time, err error) {
 func (c *Client) Stats() Stats {
 	k := &c.ctr
 	s := Stats{
-		Hits:    k.hits.Load(),
-		Misses:  k.misses.Load(),
-		Errors:  k.errors.Load(),
-		Sets:    k.sets.Load(),
-		Deletes: k.deletes.Load(),
-
 		Loads:          k.loads.Load(),
 		LoadErrors:     k.loadErrors.Load(),
 		StaleServed:    k.staleServed.Load(),
@@ -284,22 +351,29 @@ func (c *Client) Stats() Stats {
 		Namespaces: map[string]NamespaceStats{},
 		Operations: make(map[string]OperationStats, numOps),
 	}
+	add := func(n NamespaceStats) {
+		s.Hits += n.Hits
+		s.Misses += n.Misses
+		s.Errors += n.Errors
+		s.Sets += n.Sets
+		s.Deletes += n.Deletes
+	}
+	add(k.unattributed.load())
 	if m := k.ns.Load(); m != nil {
 		for name, n := range *m {
-			s.Namespaces[name] = NamespaceStats{
-				Hits: n.hits.Load(), Misses: n.misses.Load(), Errors: n.errors.Load(),
-				Sets: n.sets.Load(), Deletes: n.deletes.Load(),
-			}
+			ns := n.load()
+			s.Namespaces[name] = ns
+			add(ns)
 		}
 	}
 	var all [histBuckets]uint64
 	var total, sum uint64
 	for op := range numOps {
-		h := &k.lat[op]
-		o := OperationStats{Sum: time.Duration(h.sum.Load())}
+		counts, hsum := k.lat[op].load()
+		o := OperationStats{Sum: time.Duration(hsum)}
 		var cum uint64
 		for i := range histBuckets {
-			n := h.counts[i].Load()
+			n := counts[i]
 			all[i] += n
 			cum += n
 			// Export every power of two (every 8th bucket) and the total.
@@ -338,17 +412,15 @@ func percentile(counts *[histBuckets]uint64, total uint64, q float64) time.Durat
 // meanwhile may be counted before or after the reset.
 func (c *Client) ResetStats() {
 	k := &c.ctr
+	k.unattributed.reset()
 	for _, a := range []*atomic.Uint64{
-		&k.hits, &k.misses, &k.errors, &k.sets, &k.deletes, &k.loads, &k.loadErrors,
+		&k.loads, &k.loadErrors,
 		&k.staleServed, &k.earlyRefreshes, &k.negativeHits, &k.fallbacks, &k.breakerOpens,
 	} {
 		a.Store(0)
 	}
 	for op := range numOps {
-		for i := range histBuckets {
-			k.lat[op].counts[i].Store(0)
-		}
-		k.lat[op].sum.Store(0)
+		k.lat[op].reset()
 	}
 	k.nsMu.Lock()
 	k.ns.Store(nil)
