@@ -495,17 +495,28 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 	if err != nil {
 		return v, opErr("get", key, err)
 	}
-	if x, ok := c.near.load(k); ok {
-		if v, ok := x.(T); ok {
+	if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() {
+		if v, ok := ent.v.(T); ok {
 			c.ctr.hit(key)
 			return v, nil
 		}
 	}
 	seq := c.near.seq.Load()
-	if err := c.getInto(ctx, key, k, &v); err != nil {
+	b, err := c.getBytes(ctx, "get", key, k)
+	if err != nil {
 		return v, err
 	}
-	c.near.store(k, v, seq)
+	if err := c.decode(b, &v); err != nil {
+		if err == errNegative {
+			c.ctr.miss(key)
+			return v, ErrCacheMiss
+		}
+		c.ctr.fail(key)
+		return v, opErr("get", key, err)
+	}
+	c.ctr.hit(key)
+	e, _ := decodeEnvelope(b) // a counter has no envelope: zero fields
+	c.near.store(k, c.nearEntryOf(e, v), seq)
 	return v, nil
 }
 

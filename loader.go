@@ -90,10 +90,23 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
+	var seq uint64
+	if c.near != nil {
+		if ent, ok := c.near.load(k); ok && ent.live() {
+			if v, src, err, ok := answer(c, key, k, ttl, ent, load); ok {
+				return v, src, err
+			}
+		}
+		seq = c.near.seq.Load()
+	}
 	b, err := c.get(ctx, k)
 	switch {
 	case err == nil:
-		if v, src, err, ok := fromCache(c, key, k, ttl, b, load); ok {
+		if ent, ok := decodeEntry[T](c, b); ok {
+			if c.near != nil {
+				c.near.store(k, ent, seq)
+			}
+			v, src, err, _ := answer(c, key, k, ttl, ent, load)
 			return v, src, err
 		}
 		c.ctr.fail(key) // undecodable: load and overwrite it
@@ -122,33 +135,46 @@ func breakerOpenLoad[T any](ctx context.Context, c *Client, key string, ttl time
 	return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
 }
 
-// fromCache answers from stored bytes: a negative entry, a fresh value
-// (maybe starting an early refresh) or a stale one (starting a refresh).
-// ok is false when the bytes cannot be decoded into a T.
-func fromCache[T any](c *Client, key, k string, ttl time.Duration, b []byte, load func(context.Context) (T, error)) (v T, src Source, err error, ok bool) {
+// decodeEntry decodes stored bytes into an entry holding a T; ok is false
+// when they are not a rediscache value or not a T.
+func decodeEntry[T any](c *Client, b []byte) (ent *nearEntry, ok bool) {
 	e, err := decodeEnvelope(b)
 	if err != nil {
-		return v, 0, nil, false
+		return nil, false
 	}
 	if e.flags&flagNegative != 0 {
+		return c.nearEntryOf(e, nil), true
+	}
+	var v T
+	if err := c.opt.Codec.Unmarshal(e.payload, &v); err != nil {
+		return nil, false
+	}
+	return c.nearEntryOf(e, v), true
+}
+
+// answer answers from a cached entry: a negative entry, a fresh value
+// (maybe starting an early refresh) or a stale one (starting a refresh).
+// ok is false when the entry does not hold a T.
+func answer[T any](c *Client, key, k string, ttl time.Duration, ent *nearEntry, load func(context.Context) (T, error)) (v T, src Source, err error, ok bool) {
+	if ent.negative {
 		c.ctr.hit(key)
 		c.ctr.negativeHits.Add(1)
 		return v, SourceHit, ErrNotFound, true
 	}
-	if err := c.opt.Codec.Unmarshal(e.payload, &v); err != nil {
+	if v, ok = ent.v.(T); !ok {
 		return v, 0, nil, false
 	}
 	c.ctr.hit(key)
-	if e.freshUntil == 0 {
+	if ent.freshUntil == 0 {
 		return v, SourceHit, nil, true
 	}
 	now := time.Now().UnixMilli()
-	if now >= e.freshUntil {
+	if now >= ent.freshUntil {
 		c.ctr.staleServed.Add(1)
 		refreshInBackground(c, key, k, ttl, load)
 		return v, SourceStale, nil, true
 	}
-	if c.xfetch(e, now) && refreshInBackground(c, key, k, ttl, load) {
+	if c.xfetch(ent.freshUntil, ent.loadCost, now) && refreshInBackground(c, key, k, ttl, load) {
 		c.ctr.earlyRefreshes.Add(1)
 	}
 	return v, SourceHit, nil, true
@@ -156,14 +182,15 @@ func fromCache[T any](c *Client, key, k string, ttl time.Duration, b []byte, loa
 
 // xfetch decides a probabilistic early refresh (Vattani, Chierichetti and
 // Lowenstein, VLDB 2015): refresh when now - delta*beta*ln(rand) reaches
-// the expiry, delta being how long the last load took.
-func (c *Client) xfetch(e envelope, nowMs int64) bool {
+// the expiry freshUntil, delta being how long the last load took
+// (loadCost, µs).
+func (c *Client) xfetch(freshUntil int64, loadCost uint32, nowMs int64) bool {
 	beta := c.opt.EarlyRefreshBeta
-	if beta <= 0 || e.loadCost == 0 {
+	if beta <= 0 || loadCost == 0 {
 		return false
 	}
-	deltaMs := float64(e.loadCost) / 1000
-	return float64(nowMs)-deltaMs*beta*math.Log(1-mrand.Float64()) >= float64(e.freshUntil)
+	deltaMs := float64(loadCost) / 1000
+	return float64(nowMs)-deltaMs*beta*math.Log(1-mrand.Float64()) >= float64(freshUntil)
 }
 
 // refreshInBackground starts one bounded background load of key unless

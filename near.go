@@ -5,6 +5,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -38,12 +39,53 @@ func newNearCache(entries, db int, username string) *nearCache {
 	}
 }
 
-// load returns the decoded value kept for stored key k.
-func (n *nearCache) load(k string) (any, bool) { return n.vals.Load(k) }
+// nearEntry is a decoded value the near cache keeps, with the envelope
+// fields GetOrLoad decides freshness on.
+type nearEntry struct {
+	v          any    // a T; nil when negative
+	negative   bool   // a cached ErrNotFound
+	freshUntil int64  // Unix ms; 0 = no freshness bound (a plain Set)
+	loadCost   uint32 // µs, for XFetch
+	// expires is when Redis drops the key as far as this Client knows
+	// (Unix ms; 0 = unknown, as for a plain Set): an entry past it is not
+	// used, even if Redis's invalidation has not arrived yet.
+	expires int64
+}
+
+// nearEntryOf returns the near-cache entry of decoded value v stored in
+// envelope e.
+func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
+	ent := &nearEntry{v: v, freshUntil: e.freshUntil, loadCost: e.loadCost}
+	switch {
+	case e.flags&flagNegative != 0:
+		ent.v, ent.negative = nil, true
+		if c.opt.NegativeTTL > 0 {
+			ent.expires = e.created + c.opt.NegativeTTL.Milliseconds()
+		}
+	case e.freshUntil != 0:
+		ent.expires = e.freshUntil + max(c.opt.StaleTTL, 0).Milliseconds()
+	}
+	return ent
+}
+
+// live reports whether the entry may still be used; it reads the clock
+// only when the entry has an expiry.
+func (e *nearEntry) live() bool {
+	return e.expires == 0 || time.Now().UnixMilli() < e.expires
+}
+
+// load returns the entry kept for stored key k.
+func (n *nearCache) load(k string) (*nearEntry, bool) {
+	x, ok := n.vals.Load(k)
+	if !ok {
+		return nil, false
+	}
+	return x.(*nearEntry), true
+}
 
 // store keeps v for k unless an invalidation ran since seq was read, or the
 // cache is full.
-func (n *nearCache) store(k string, v any, seq uint64) {
+func (n *nearCache) store(k string, v *nearEntry, seq uint64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.seq.Load() != seq || n.n.Load() >= n.max {

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -102,4 +103,105 @@ func TestLocalCache(t *testing.T) {
 		_, err := rediscache.New(&bad)
 		require.ErrorIs(t, err, rediscache.ErrInvalidOptions)
 	}
+}
+
+// GetOrLoad with LocalCache answers repeated hits from the decoded values
+// without a round trip, yet keeps its freshness rules: negative entries
+// end with NegativeTTL, stale ones are served while a refresh runs, and
+// another client's write reaches it through Redis's invalidation.
+func TestLocalCacheGetOrLoad(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	ctx := t.Context()
+	near := e.client(t, rediscache.Options{Prefix: "lcl", LocalCache: true,
+		NegativeTTL: 300 * time.Millisecond, StaleTTL: time.Minute, EarlyRefreshBeta: -1})
+	writer := e.client(t, rediscache.Options{Prefix: "lcl"})
+
+	var loads atomic.Int64
+	load := func(v string) func(context.Context) (string, error) {
+		return func(context.Context) (string, error) {
+			loads.Add(1)
+			return v, nil
+		}
+	}
+
+	v, src, err := rediscache.GetOrLoadWithSource(ctx, near, "k", time.Minute, load("v1"))
+	require.NoError(t, err)
+	require.Equal(t, "v1", v)
+	require.Equal(t, rediscache.SourceLoaded, src)
+	v, src, err = rediscache.GetOrLoadWithSource(ctx, near, "k", time.Minute, load("never"))
+	require.NoError(t, err)
+	require.Equal(t, "v1", v) // read back from Redis, now kept locally
+	require.Equal(t, rediscache.SourceHit, src)
+	before := getCalls(t, e)
+	for range 100 {
+		v, src, err := rediscache.GetOrLoadWithSource(ctx, near, "k", time.Minute, load("never"))
+		require.NoError(t, err)
+		require.Equal(t, "v1", v)
+		require.Equal(t, rediscache.SourceHit, src)
+	}
+	assert.LessOrEqual(t, getCalls(t, e)-before, int64(2), "repeated hits are served locally")
+	assert.Equal(t, int64(1), loads.Load())
+
+	// The decoded value itself is kept: a slice comes back as the same
+	// slice, not a fresh decode of the bytes.
+	ids := func(context.Context) ([]int, error) { return []int{1, 2, 3}, nil }
+	// (The first reads after the Client's own write may race Redis's
+	// invalidation of that write, which stops them from keeping the value.)
+	for range 3 {
+		_, err = rediscache.GetOrLoad(ctx, near, "ids", time.Minute, ids)
+		require.NoError(t, err)
+	}
+	a, err := rediscache.GetOrLoad(ctx, near, "ids", time.Minute, ids)
+	require.NoError(t, err)
+	b, err := rediscache.GetOrLoad(ctx, near, "ids", time.Minute, ids)
+	require.NoError(t, err)
+	require.Equal(t, []int{1, 2, 3}, b)
+	assert.Same(t, &a[0], &b[0], "a hit returns the kept decoded value")
+
+	// A typed Get of another type does not take the kept string.
+	_, err = rediscache.Get[int](ctx, near, "k")
+	require.ErrorIs(t, err, rediscache.ErrCorruptValue)
+
+	// Another client's write reaches the local copy.
+	require.NoError(t, rediscache.Set(ctx, writer, "k", "v2", time.Minute))
+	require.Eventually(t, func() bool {
+		v, err := rediscache.GetOrLoad(ctx, near, "k", time.Minute, load("never"))
+		return err == nil && v == "v2"
+	}, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, int64(1), loads.Load())
+
+	// A negative entry is kept locally, but not past NegativeTTL.
+	var misses atomic.Int64
+	notFound := func(context.Context) (string, error) {
+		misses.Add(1)
+		return "", rediscache.ErrNotFound
+	}
+	for range 3 {
+		_, err := rediscache.GetOrLoad(ctx, near, "gone", time.Minute, notFound)
+		require.ErrorIs(t, err, rediscache.ErrNotFound)
+	}
+	require.Equal(t, int64(1), misses.Load())
+	time.Sleep(400 * time.Millisecond)
+	_, err = rediscache.GetOrLoad(ctx, near, "gone", time.Minute, notFound)
+	require.ErrorIs(t, err, rediscache.ErrNotFound)
+	require.Equal(t, int64(2), misses.Load())
+
+	// A value past its fresh window is served stale while one background
+	// load refreshes it; the refresh replaces the local copy.
+	_, err = rediscache.GetOrLoad(ctx, near, "s", 50*time.Millisecond, load("old"))
+	require.NoError(t, err)
+	_, err = rediscache.GetOrLoad(ctx, near, "s", 50*time.Millisecond, load("never"))
+	require.NoError(t, err) // kept locally
+	time.Sleep(100 * time.Millisecond)
+	loadsBefore := loads.Load()
+	v, src, err = rediscache.GetOrLoadWithSource(ctx, near, "s", 50*time.Millisecond, load("new"))
+	require.NoError(t, err)
+	require.Equal(t, "old", v)
+	require.Equal(t, rediscache.SourceStale, src)
+	require.Eventually(t, func() bool {
+		v, err := rediscache.GetOrLoad(ctx, near, "s", time.Hour, load("new"))
+		return err == nil && v == "new"
+	}, 2*time.Second, 5*time.Millisecond)
+	assert.Equal(t, loadsBefore+1, loads.Load(), "one background load")
 }
