@@ -3,7 +3,6 @@ package rediscache_test
 import (
 	"context"
 	"encoding/json"
-	"os"
 	"testing"
 	"time"
 
@@ -52,17 +51,7 @@ func BenchmarkGetOverhead(b *testing.B) {
 	ctx := context.Background()
 	payload, _ := json.Marshal(benchValue)
 	stub := &stubRedis{vals: map[string]string{"bench:raw:task": string(payload)}}
-	o := &rediscache.Options{Redis: stub, Prefix: "bench", HealthCheckInterval: -1}
-	if os.Getenv("X_NOSTATS") != "" {
-		o.DisableStats = true
-	}
-	if os.Getenv("X_NOGEN") != "" {
-		o.GenerationTTL = -1
-	}
-	if os.Getenv("X_NOBRK") != "" {
-		o.BreakerFailures = -1
-	}
-	c, err := rediscache.New(o)
+	c, err := rediscache.New(&rediscache.Options{Redis: stub, Prefix: "bench", HealthCheckInterval: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
