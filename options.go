@@ -88,7 +88,10 @@ type Options struct {
 	// connection's health otherwise). It needs New to build the client from
 	// one address (no cluster, no Sentinel), DB 0 and RESP3; otherwise New
 	// returns [ErrInvalidOptions]. Bring your own client with
-	// ClientSideCacheConfig for other set-ups.
+	// ClientSideCacheConfig for other set-ups. Typed reads ([Get],
+	// [GetOrLoad]) also keep the decoded value, so a hit costs no decode
+	// either; GetOrLoad still applies its freshness rules (stale, XFetch,
+	// NegativeTTL) to the kept value.
 	LocalCache bool
 	// LocalCacheEntries bounds the local cache. Default 10,000.
 	LocalCacheEntries int
