@@ -545,6 +545,7 @@ func (c *Client) setBatch(ctx context.Context, b *batch, vals [][]byte, ttl time
 		}
 		ttls[i] = d
 	}
+	c.nearWritten(b.ks)
 	b.set(ctx, vals, ttls)
 	return b.err()
 }
@@ -565,6 +566,7 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 		return 0, err
 	}
 	var n atomic.Int64
+	c.nearWritten(b.ks)
 	b.run(ctx, unlinkSend(c.rdb, c.single(), b.ks, &n))
 	c.ctr.deleted("", uint64(n.Load())) // keys may span namespaces: global count only
 	return n.Load(), b.err()

@@ -176,6 +176,7 @@ func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals [
 			keys[i] = c.logicalKey(k)
 		}
 		b := &batch{c: c, op: op, keys: keys, ks: ks}
+		c.nearWritten(ks)
 		b.run(ctx, unlinkSend(rdb, multi, ks, &n))
 		mu.Lock()
 		defer mu.Unlock()

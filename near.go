@@ -104,6 +104,18 @@ func (n *nearCache) written(k string) {
 	n.Cache.DeleteByRedisKey(n.ns + k)
 }
 
+// nearWritten forgets the local copies of stored keys ks before the Client
+// writes or deletes them (see nearCache.written); without LocalCache it
+// does nothing.
+func (c *Client) nearWritten(ks []string) {
+	if c.near == nil {
+		return
+	}
+	for _, k := range ks {
+		c.near.written(k)
+	}
+}
+
 // drop forgets the decoded value of k.
 func (n *nearCache) drop(k string) {
 	n.seq.Add(1)

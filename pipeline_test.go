@@ -87,6 +87,33 @@ func TestLocalCache(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "own", v)
 
+	// So are its batch writes, deletes and prefix invalidations: each
+	// drops the kept copies before it writes.
+	keep := func(key, want string) {
+		t.Helper()
+		for range 3 {
+			v, err := rediscache.Get[string](ctx, near, key)
+			require.NoError(t, err)
+			require.Equal(t, want, v)
+		}
+	}
+	keep("k", "own")
+	require.NoError(t, rediscache.SetMany(ctx, near, map[string]string{"k": "batch", "k2": "x"}, time.Minute))
+	keep("k", "batch")
+	_, err = near.DeleteMany(ctx, []string{"k", "k2"})
+	require.NoError(t, err)
+	_, err = rediscache.Get[string](ctx, near, "k")
+	require.ErrorIs(t, err, rediscache.ErrCacheMiss)
+	require.NoError(t, near.MSet(ctx, map[string][]byte{"raw": []byte("r")}, time.Minute))
+	require.NoError(t, rediscache.Set(ctx, near, "k", "again", time.Minute))
+	keep("k", "again")
+	n, err := near.InvalidatePrefix(ctx, "k")
+	require.NoError(t, err)
+	require.Equal(t, int64(1), n)
+	_, err = rediscache.Get[string](ctx, near, "k")
+	require.ErrorIs(t, err, rediscache.ErrCacheMiss)
+	require.NoError(t, rediscache.Set(ctx, near, "k", "own", time.Minute))
+
 	// Another client's write invalidates the local copy.
 	require.NoError(t, rediscache.Set(ctx, writer, "k", "v2", time.Minute))
 	require.Eventually(t, func() bool {
