@@ -469,13 +469,35 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 	}
 	vals := make([]T, len(keys))
 	ok := make([]bool, len(keys))
-	b.get(ctx, func(i int, p []byte) error {
-		if err := c.decode(p, &vals[i]); err != nil {
-			return err
-		}
-		ok[i] = true
-		return nil
-	})
+	get, idx := b, []int(nil) // with LocalCache, get holds only the keys not kept locally: keys[idx[j]]
+	var seq uint64
+	if c.near != nil {
+		seq = c.near.seq.Load()
+		get, idx = c.nearMany(b, func(i int, x any) bool {
+			v, isT := x.(T)
+			if isT {
+				vals[i], ok[i] = v, true
+			}
+			return isT
+		})
+	}
+	if len(get.keys) > 0 {
+		get.get(ctx, func(j int, p []byte) error {
+			i := j
+			if idx != nil {
+				i = idx[j]
+			}
+			if err := c.decode(p, &vals[i]); err != nil {
+				return err
+			}
+			ok[i] = true
+			if c.near != nil {
+				e, _ := decodeEnvelope(p) // a counter has no envelope: zero fields
+				c.near.store(b.ks[i], c.nearEntryOf(e, vals[i]), seq)
+			}
+			return nil
+		})
+	}
 	n := 0
 	for _, found := range ok {
 		if found {
@@ -488,7 +510,11 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			m[keys[i]] = vals[i]
 		}
 	}
-	return m, b.err()
+	err = get.err()
+	if be, isBatch := err.(*BatchError); isBatch {
+		be.Total = len(keys) // not only those sent
+	}
+	return m, err
 }
 
 // SetMany stores every item for ttl, pipelining SET key value PX ttl (one

@@ -116,6 +116,26 @@ func (c *Client) nearWritten(ks []string) {
 	}
 }
 
+// nearMany answers the keys of b that have a live kept value that take
+// accepts (take(i, v) stores it for key i), counting them as hits, and
+// returns a batch of the other keys with, for each, its index in b.
+func (c *Client) nearMany(b *batch, take func(i int, v any) bool) (*batch, []int) {
+	rest := &batch{c: c, op: b.op, quiet: b.quiet}
+	var idx []int
+	for i, k := range b.ks {
+		if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && take(i, ent.v) {
+			if !b.quiet {
+				c.ctr.hit(b.keys[i])
+			}
+			continue
+		}
+		idx = append(idx, i)
+		rest.keys = append(rest.keys, b.keys[i])
+		rest.ks = append(rest.ks, k)
+	}
+	return rest, idx
+}
+
 // drop forgets the decoded value of k.
 func (n *nearCache) drop(k string) {
 	n.seq.Add(1)

@@ -232,3 +232,55 @@ func TestLocalCacheGetOrLoad(t *testing.T) {
 	}, 2*time.Second, 5*time.Millisecond)
 	assert.Equal(t, loadsBefore+1, loads.Load(), "one background load")
 }
+
+// GetMany with LocalCache answers kept keys locally, fetches the rest in one
+// batch, and keeps what it fetched; another client's write still reaches it.
+func TestLocalCacheGetMany(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	ctx := t.Context()
+	near := e.client(t, rediscache.Options{Prefix: "lcm", LocalCache: true})
+	writer := e.client(t, rediscache.Options{Prefix: "lcm"})
+	items := map[string][]int{}
+	keys := []string{"missing"}
+	for i := range 20 {
+		k := "k" + strconv.Itoa(i)
+		items[k] = []int{i, i + 1}
+		keys = append(keys, k)
+	}
+	require.NoError(t, rediscache.SetMany(ctx, writer, items, time.Minute))
+
+	// A few single Gets keep some values first, so the batch mixes both.
+	for _, k := range keys[1:6] {
+		_, err := rediscache.Get[[]int](ctx, near, k)
+		require.NoError(t, err)
+	}
+	first, err := rediscache.GetMany[[]int](ctx, near, keys)
+	require.NoError(t, err)
+	require.Equal(t, items, first)
+	second, err := rediscache.GetMany[[]int](ctx, near, keys)
+	require.NoError(t, err)
+	require.Equal(t, items, second)
+	for k := range items {
+		assert.Same(t, &first[k][0], &second[k][0], "%s: a kept decoded value", k)
+	}
+	got, err := rediscache.Get[[]int](ctx, near, "k7")
+	require.NoError(t, err)
+	assert.Same(t, &first["k7"][0], &got[0], "Get shares what GetMany kept")
+	s := near.Stats()
+	assert.Equal(t, uint64(5+20+20+1), s.Hits)
+	assert.Equal(t, uint64(2), s.Misses)
+
+	// Another type is not taken from the kept values.
+	_, err = rediscache.GetMany[string](ctx, near, []string{"k1"})
+	var be *rediscache.BatchError
+	require.ErrorAs(t, err, &be)
+	assert.Equal(t, 1, be.Total)
+	require.ErrorIs(t, be.Failed["k1"], rediscache.ErrCorruptValue)
+
+	require.NoError(t, rediscache.Set(ctx, writer, "k3", []int{42}, time.Minute))
+	require.Eventually(t, func() bool {
+		m, err := rediscache.GetMany[[]int](ctx, near, keys)
+		return err == nil && len(m) == 20 && m["k3"][0] == 42 && m["k4"][0] == 4
+	}, 2*time.Second, 5*time.Millisecond)
+}
