@@ -97,6 +97,32 @@ func newTestCache(t *testing.T) *rediscache.Client {
 	return c
 }
 
+// newNearTestCache returns a rediscache Client with Options.LocalCache on a
+// redis-server of its own (the near cache needs CLIENT TRACKING, which
+// miniredis lacks).
+func newNearTestCache(t *testing.T) *rediscache.Client {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("REDISCACHE_REQUIRE_REDIS") != "" {
+			t.Fatal("redis-server not on PATH")
+		}
+		t.Skip("redis-server not on PATH")
+	}
+	srv, err := startRedisServer(context.Background(), bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = srv.Close() })
+	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr}, Prefix: "cachebench-test",
+		NamespaceTTLs: rediscache.DefaultNamespaceTTLs(), LocalCache: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func ids(t *testing.T, st *store, query string, args ...any) []int64 {
 	t.Helper()
 	rows, err := st.db.Query(query, args...)
@@ -665,15 +691,19 @@ func diff(a, b []any) []int {
 // nothing).
 func TestCachedMatchesUncached(t *testing.T) {
 	st, cnt := seeded(t) // the modes run one after the other on the same data
-	for _, mode := range []string{"exact", "prefix"} {
+	for _, mode := range []string{"exact", "prefix", "exact+localcache", "prefix+localcache"} {
 		t.Run(mode, func(t *testing.T) {
 			ctx := context.Background()
 			w, err := newWorkload(ctx, st, cnt, 1.0, 0, 7)
 			if err != nil {
 				t.Fatal(err)
 			}
-			w.cache = newTestCache(t)
-			w.prefix = mode == "prefix"
+			if strings.HasSuffix(mode, "+localcache") {
+				w.cache = newNearTestCache(t)
+			} else {
+				w.cache = newTestCache(t)
+			}
+			w.prefix = strings.HasPrefix(mode, "prefix")
 
 			r := rand.New(rand.NewPCG(7, 0))
 			var reqs []Request

@@ -65,6 +65,7 @@ type Config struct {
 	Zipf       float64       // Zipf exponent of user and task popularity
 	Invalidate string        // "exact" (Delete of the stale keys) or "prefix" (InvalidatePrefix of task pages)
 	NoLease    bool          // Options.LockTTL -1: no cross-process lease on a miss
+	LocalCache bool          // Options.LocalCache: repeated hits answered in process
 	Seed       uint64        // of the data and the request sequences
 	JSON       bool          // print the Result as JSON instead of the table
 	Chart      string        // PNG file for the latency chart
@@ -85,7 +86,8 @@ func main() {
 	flag.Float64Var(&cfg.Writes, "writes", 0.05, "fraction of operations that write (and invalidate)")
 	flag.Float64Var(&cfg.Zipf, "zipf", 1.0, "Zipf exponent of user and task popularity")
 	flag.StringVar(&cfg.Invalidate, "invalidate", "exact", "how writes invalidate task pages: exact (Delete of every page key) or prefix (InvalidatePrefix)")
-	flag.BoolVar(&cfg.NoLease, "no-lease", false, "run GetOrLoad without its cross-process lease (Options.LockTTL -1): a miss costs 3 Redis round trips instead of 5")
+	flag.BoolVar(&cfg.NoLease, "no-lease", false, "run GetOrLoad without its cross-process lease (Options.LockTTL -1): a miss re-reads the key instead of taking the lease (3 Redis round trips either way)")
+	flag.BoolVar(&cfg.LocalCache, "localcache", false, "turn on the near cache (Options.LocalCache): repeated hits are answered in process, Redis invalidates them on writes; needs a real redis-server")
 	flag.Uint64Var(&cfg.Seed, "seed", 1, "random seed of the data and the workload")
 	flag.BoolVar(&cfg.JSON, "json", false, "print the result as JSON instead of the table")
 	flag.StringVar(&cfg.Chart, "chart", "", "write a latency chart to this PNG file")
@@ -165,6 +167,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res *Result, err 
 		return nil, err
 	}
 	defer func() { err = errors.Join(err, srv.Close()) }()
+	if srv.Embedded && cfg.LocalCache {
+		return nil, errors.New("-localcache needs a real redis-server (CLIENT TRACKING): install redis-server or pass -redis ADDR")
+	}
 	note := ""
 	if srv.Embedded {
 		note = "Redis is an embedded miniredis (redis-server is not on PATH): the cached latencies are NOT Redis's. Install redis-server or pass -redis ADDR."
@@ -207,6 +212,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res *Result, err 
 		NamespaceTTLs: rediscache.DefaultNamespaceTTLs(),
 		TTLJitter:     0.1,
 		PoolSize:      max(50, 2*cfg.Workers),
+		LocalCache:    cfg.LocalCache,
 	})
 	if err != nil {
 		return nil, err
@@ -262,7 +268,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res *Result, err 
 	}
 	res = &Result{
 		Config: RunConfig{Scale: cfg.Scale, Workers: cfg.Workers, Ops: cfg.Ops, Writes: cfg.Writes, Zipf: cfg.Zipf,
-			Invalidate: cfg.Invalidate, Lease: !cfg.NoLease, WarmupSeconds: cfg.Warmup.Seconds(), Seed: cfg.Seed,
+			Invalidate: cfg.Invalidate, Lease: !cfg.NoLease, LocalCache: cfg.LocalCache, WarmupSeconds: cfg.Warmup.Seconds(), Seed: cfg.Seed,
 			GOMAXPROCS: runtime.GOMAXPROCS(0)},
 		Database: DatabaseInfo{Engine: st.desc, InProcess: st.kind == "sqlite", Rows: cnt, TotalRows: cnt.Total(),
 			SeedSeconds: seedTime.Seconds(), SimulatedRTTMs: ms(cfg.DBRTT), SimulatedRTTMeanMs: ms(st.rttMean())},

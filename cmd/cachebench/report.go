@@ -38,7 +38,8 @@ type RunConfig struct {
 	Writes          float64 `json:"writes"`
 	Zipf            float64 `json:"zipf"`
 	Invalidate      string  `json:"invalidate"`
-	Lease           bool    `json:"lease"` // GetOrLoad's cross-process lease (Options.LockTTL) on
+	Lease           bool    `json:"lease"`       // GetOrLoad's cross-process lease (Options.LockTTL) on
+	LocalCache      bool    `json:"local_cache"` // Options.LocalCache on
 	WarmupSeconds   float64 `json:"warmup_seconds"`
 	Seed            uint64  `json:"seed"`
 	GOMAXPROCS      int     `json:"gomaxprocs"`
@@ -249,7 +250,11 @@ func writeTable(w io.Writer, r *Result) error {
 	case r.Database.InProcess:
 		b.WriteString("  database round trip: none, the database is in-process (-db-rtt simulates a network one)\n")
 	}
-	fmt.Fprintf(&b, "  cache: rediscache GetOrLoad on %s\n", r.Redis.Server)
+	near := ""
+	if r.Config.LocalCache {
+		near = ", near cache on (Options.LocalCache)"
+	}
+	fmt.Fprintf(&b, "  cache: rediscache GetOrLoad on %s%s\n", r.Redis.Server, near)
 	lease := "on"
 	if !r.Config.Lease {
 		lease = "off"
