@@ -162,13 +162,19 @@ func (c *Client) newBatch(ctx context.Context, op string, keys []string) (*batch
 	if err := c.usable(ctx); err != nil {
 		return nil, opErr(op, "", err)
 	}
+	return c.mapBatch(ctx, op, keys)
+}
+
+// mapBatch is newBatch for a call already checked (context, Close,
+// breaker): it maps and validates every key.
+func (c *Client) mapBatch(ctx context.Context, op string, keys []string) (*batch, error) {
 	b := &batch{c: c, op: op, keys: keys, ks: make([]string, len(keys))}
 	for i, key := range keys {
 		var k string
 		var err error
 		if i == 0 {
-			// prepare also does what a call does once before it maps keys.
-			k, err = c.prepare(ctx, key)
+			// mapKey also does what a call does once before it maps keys.
+			k, err = c.mapKey(ctx, key)
 		} else {
 			k, err = c.storageKey(key)
 		}
@@ -554,7 +560,7 @@ func newSetBatch[V any](ctx context.Context, c *Client, op string, items map[str
 		return nil, nil, opErr(op, "", ErrInvalidTTL)
 	}
 	keys := slices.Sorted(maps.Keys(items))
-	b, err := c.newBatch(ctx, op, keys)
+	b, err := c.mapBatch(ctx, op, keys)
 	if err != nil || len(keys) == 0 {
 		return nil, nil, err
 	}
@@ -618,6 +624,12 @@ func (c *Client) mget(ctx context.Context, op string, keys []string, quiet bool)
 	if err != nil {
 		return nil, err
 	}
+	return c.mgetBatch(ctx, b, quiet)
+}
+
+// mgetBatch reads the keys of b.
+func (c *Client) mgetBatch(ctx context.Context, b *batch, quiet bool) ([][]byte, error) {
+	keys := b.keys
 	b.quiet = quiet
 	out := make([][]byte, len(keys))
 	if len(keys) > 0 {

@@ -12,8 +12,10 @@ import (
 
 // breaker skips Redis during an outage. The state machine is sony/gobreaker:
 // it opens after BreakerFailures consecutive outage errors, stays open for
-// BreakerCooldown, then half-opens and lets calls probe; one success closes
-// it, one failure opens it again.
+// BreakerCooldown, then half-opens and lets one call at a time probe; one
+// success closes it, one failure opens it again. Every other call is
+// refused meanwhile, as when open, so a Redis that is still down costs one
+// call's retries, not every call's.
 //
 // gobreaker takes a mutex twice per request, so the healthy path does not go
 // through it: while the breaker is closed and no failure is pending, a call
@@ -23,10 +25,15 @@ type breaker struct {
 	cb      *gobreaker.CircuitBreaker[struct{}]
 	open    atomic.Bool  // gobreaker state is not closed
 	pending atomic.Int64 // failures reported since the last success
+	// probe is when the current half-open probe's turn ends (Unix ns, 0:
+	// none). A probe that never reports (its call failed validation after
+	// asking) loses its turn after probeTurn, and another call probes.
+	probe     atomic.Int64
+	probeTurn time.Duration
 }
 
 func newBreaker(c *Client) *breaker {
-	b := &breaker{}
+	b := &breaker{probeTurn: max(c.opt.BreakerCooldown, time.Second)}
 	threshold := uint32(c.opt.BreakerFailures)
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "rediscache",
@@ -35,6 +42,7 @@ func newBreaker(c *Client) *breaker {
 		ReadyToTrip: func(n gobreaker.Counts) bool { return n.ConsecutiveFailures >= threshold },
 		OnStateChange: func(_ string, from, to gobreaker.State) {
 			b.open.Store(to != gobreaker.StateClosed)
+			b.probe.Store(0)
 			if to == gobreaker.StateOpen {
 				c.ctr.breakerOpens.Add(1)
 			}
@@ -44,12 +52,21 @@ func newBreaker(c *Client) *breaker {
 	return b
 }
 
-// allow reports whether a call may go to Redis now.
+// allow reports whether a call may go to Redis now. While half-open it says
+// yes to one call per probe turn: a call must ask once, and report.
 func (b *breaker) allow() bool {
 	if b == nil || !b.open.Load() {
 		return true
 	}
-	return b.cb.State() != gobreaker.StateOpen
+	switch b.cb.State() {
+	case gobreaker.StateOpen:
+		return false
+	case gobreaker.StateHalfOpen:
+		now := time.Now().UnixNano()
+		turn := b.probe.Load()
+		return now >= turn && b.probe.CompareAndSwap(turn, now+int64(b.probeTurn))
+	}
+	return true
 }
 
 // report records the outcome of a call that allow let through.

@@ -141,14 +141,23 @@ var (
 	errNegative = errors.New("rediscache: negative entry")
 )
 
-// usable checks what every call checks first: the context, Close, and the
-// circuit breaker (a rejected call is counted as an error).
-func (c *Client) usable(ctx context.Context) error {
+// ready checks the context and Close.
+func (c *Client) ready(ctx context.Context) error {
 	if ctx == nil {
 		return ErrNilContext
 	}
 	if c.closed.Load() {
 		return ErrClosed
+	}
+	return nil
+}
+
+// usable checks what every call checks first: the context, Close, and the
+// circuit breaker (a rejected call is counted as an error). A call asks
+// the breaker once: during a half-open probe, a second ask is refused.
+func (c *Client) usable(ctx context.Context) error {
+	if err := c.ready(ctx); err != nil {
+		return err
 	}
 	if !c.brk.allow() {
 		c.ctr.fail("")
@@ -162,6 +171,12 @@ func (c *Client) prepare(ctx context.Context, key string) (string, error) {
 	if err := c.usable(ctx); err != nil {
 		return "", err
 	}
+	return c.mapKey(ctx, key)
+}
+
+// mapKey returns the stored key of a call already checked, with the
+// namespace generations brought up to date first.
+func (c *Client) mapKey(ctx context.Context, key string) (string, error) {
 	c.syncGenerations(ctx)
 	return c.storageKey(key)
 }

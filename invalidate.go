@@ -135,7 +135,7 @@ func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) 
 // the prefix reaches into a namespace that lives under a newer generation,
 // that namespace's current stored prefix too.
 func (c *Client) prefixLiterals(ctx context.Context, prefix string) ([]string, error) {
-	mapped, err := c.prepare(ctx, prefix)
+	mapped, err := c.mapKey(ctx, prefix)
 	if err != nil {
 		return nil, err
 	}

@@ -59,8 +59,8 @@ func (s Source) String() string {
 //     the loader's value with a nil error (fail open).
 //
 // Errors: [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue] (nil load),
-// [ErrClosed], [ErrNilContext], ctx.Err() when ctx ends first, or the
-// loader's error.
+// [ErrClosed] (also for a load Close cancels), [ErrNilContext], ctx.Err()
+// when ctx ends first, or the loader's error.
 func GetOrLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
 	v, _, err := GetOrLoadWithSource(ctx, c, key, ttl, load)
 	return v, err
@@ -80,13 +80,13 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
-	if ctx != nil && !c.closed.Load() && !c.brk.allow() {
+	if err := c.ready(ctx); err != nil {
+		return zero, 0, opErr(op, key, err)
+	}
+	if !c.brk.allow() {
 		return breakerOpenLoad(ctx, c, key, ttl, load)
 	}
-	k, err := c.prepare(ctx, key)
-	if errors.Is(err, ErrCircuitOpen) {
-		return breakerOpenLoad(ctx, c, key, ttl, load)
-	}
+	k, err := c.mapKey(ctx, key)
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
@@ -259,6 +259,10 @@ func sharedLoad[T any](ctx context.Context, c *Client, key, flightKey string, tt
 	select {
 	case r := <-ch:
 		err := <-errc
+		if err != nil && errors.Is(err, context.Canceled) && c.bg.ctx.Err() != nil && ctx.Err() == nil {
+			// Close cancelled the load, not the caller.
+			err = opErr("getorload", key, ErrClosed)
+		}
 		if mode == modeFallback && r.src != 0 {
 			r.src = SourceFallback
 		}

@@ -246,6 +246,80 @@ func TestBreakerWithRedisDown(t *testing.T) {
 	}
 }
 
+// While half-open, one call at a time probes Redis; the others are refused
+// as when open, so a Redis still down costs one call's retries, not all.
+func TestBreakerHalfOpenProbesOnce(t *testing.T) {
+	t.Parallel()
+	e, srv := killableEnv(t)
+	const cooldown = 300 * time.Millisecond
+	c := e.client(t, rediscache.Options{Prefix: "p", BreakerFailures: 1, BreakerCooldown: cooldown})
+	ctx := t.Context()
+	require.NoError(t, c.Set(ctx, "k", "v", 0))
+	srv.Kill()
+	_, err := rediscache.Get[string](ctx, c, "k")
+	require.Error(t, err)
+	require.NotErrorIs(t, err, rediscache.ErrCircuitOpen)
+	_, err = rediscache.Get[string](ctx, c, "k")
+	require.ErrorIs(t, err, rediscache.ErrCircuitOpen)
+	require.Equal(t, "open", c.Stats().BreakerState)
+
+	burst := func() (refused, probes int) {
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := range 50 {
+			wg.Go(func() {
+				<-start
+				var err error
+				switch i % 3 { // every kind of call asks the breaker once
+				case 0:
+					_, err = rediscache.Get[string](ctx, c, "k")
+				case 1:
+					err = rediscache.SetMany(ctx, c, map[string]string{"a": "1", "b": "2"}, 0)
+				case 2:
+					_, err = rediscache.GetMany[string](ctx, c, []string{"k", "a"})
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if errors.Is(err, rediscache.ErrCircuitOpen) {
+					refused++
+				} else {
+					probes++
+				}
+			})
+		}
+		close(start)
+		wg.Wait()
+		return refused, probes
+	}
+
+	time.Sleep(cooldown + 100*time.Millisecond) // half-open now
+	refused, probes := burst()
+	assert.Equal(t, 1, probes, "calls that went to a dead Redis")
+	assert.Equal(t, 49, refused)
+	assert.Equal(t, "open", c.Stats().BreakerState, "the failed probe opened it again")
+
+	srv.Restart(t)
+	time.Sleep(cooldown + 100*time.Millisecond)
+	_, err = rediscache.Get[string](ctx, c, "k") // the probe: Redis is back (empty)
+	require.ErrorIs(t, err, rediscache.ErrCacheMiss)
+	require.Equal(t, "closed", c.Stats().BreakerState)
+	refused, _ = burst()
+	assert.Zero(t, refused)
+
+	// A GetOrLoad probe asks once too, and closes the breaker.
+	srv.Kill()
+	_, err = rediscache.Get[string](ctx, c, "k")
+	require.Error(t, err)
+	srv.Restart(t)
+	time.Sleep(cooldown + 100*time.Millisecond)
+	v, src, err := rediscache.GetOrLoadWithSource(ctx, c, "k", 0, func(context.Context) (string, error) { return "loaded", nil })
+	require.NoError(t, err)
+	assert.Equal(t, "loaded", v)
+	assert.Equal(t, rediscache.SourceLoaded, src, "the probe went to Redis")
+	assert.Equal(t, "closed", c.Stats().BreakerState)
+}
+
 func TestBreakerDisabled(t *testing.T) {
 	t.Parallel()
 	e, srv := killableEnv(t)
@@ -644,7 +718,7 @@ func TestGetOrLoadCloseLeavesNoGoroutine(t *testing.T) {
 	for i := range 20 {
 		wg.Go(func() {
 			_, err := rediscache.GetOrLoad(ctx, c, fmt.Sprint("cold", i), ttl, slow)
-			assert.Error(t, err, "a load cancelled by Close")
+			assert.ErrorIs(t, err, rediscache.ErrClosed, "a load cancelled by Close")
 		})
 	}
 	time.Sleep(50 * time.Millisecond)

@@ -48,7 +48,10 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		missing []string
 		noStore = map[string]bool{} // keys whose Redis read failed or was skipped: load, don't store
 	)
-	if ctx != nil && !c.closed.Load() && !c.brk.allow() {
+	if err := c.ready(ctx); err != nil {
+		return nil, opErr(op, "", err)
+	}
+	if !c.brk.allow() {
 		for _, k := range keys {
 			if _, err := c.storageKey(k); err != nil {
 				return nil, opErr(op, k, err)
@@ -57,7 +60,10 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		}
 		raw = make([][]byte, len(keys))
 	} else {
-		raw, err = c.mget(ctx, op, keys, true)
+		var b *batch
+		if b, err = c.mapBatch(ctx, op, keys); err == nil {
+			raw, err = c.mgetBatch(ctx, b, true)
+		}
 	}
 	switch {
 	case err == nil:

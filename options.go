@@ -167,8 +167,8 @@ type Options struct {
 	// default is off: the breaker is one per Client, so one dead node would
 	// make it skip the healthy nodes too; set it explicitly to accept that.
 	BreakerFailures int
-	// BreakerCooldown is how long the breaker stays open before it lets a
-	// probe through. Default 1s.
+	// BreakerCooldown is how long the breaker stays open before it
+	// half-opens and lets one call at a time probe Redis. Default 1s.
 	BreakerCooldown time.Duration
 
 	// Logger receives fail-open warnings and breaker state changes, at most
