@@ -23,7 +23,8 @@ import (
 // key twice: a key already being loaded by another call is waited for
 // instead. The load runs detached from the caller's cancellation, bounded
 // by LoadTimeout; the caller leaves on its own ctx with the keys it has.
-// Entries are served stale within Options.StaleTTL like GetOrLoad's; when
+// Entries are served stale within Options.StaleTTL like GetOrLoad's (one
+// background load per call refreshes a call's stale keys); when
 // Redis fails for some keys or the breaker is open, those keys are loaded
 // and not stored (fail open).
 //
@@ -46,6 +47,7 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		err     error
 		be      *BatchError
 		missing []string
+		stale   []string
 		noStore = map[string]bool{} // keys whose Redis read failed or was skipped: load, don't store
 	)
 	if err := c.ready(ctx); err != nil {
@@ -96,6 +98,7 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 			c.ctr.hit(key)
 			out[key] = v
 			c.ctr.staleServed.Add(1)
+			stale = append(stale, key)
 		case entryNegative:
 			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
@@ -103,6 +106,9 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 			c.ctr.fail(key)
 			missing = append(missing, key)
 		}
+	}
+	if len(stale) > 0 {
+		refreshManyInBackground(c, stale, ttl, load)
 	}
 	for k := range noStore {
 		missing = append(missing, k)
@@ -177,6 +183,22 @@ func decodeForBatch[T any](c *Client, b []byte, nowMs int64) (v T, s entryState)
 		return v, entryStale
 	}
 	return v, entryFresh
+}
+
+// refreshManyInBackground starts one bounded background load of the stale
+// keys that no other call of this Client is loading, unless the Client is
+// busy or closed. Unlike GetOrLoad's refresh it takes no Redis lease: each
+// process may refresh a stale batch once.
+func refreshManyInBackground[T any](c *Client, keys []string, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
+	c.bg.tryGo(func() {
+		own, _ := c.keyLoads.claim(keys)
+		if len(own) == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
+		defer cancel()
+		loadBatch(ctx, c, own, ttl, load, nil)
+	})
 }
 
 // loadBatch calls load for the keys this call owns, stores the results and

@@ -185,3 +185,45 @@ func TestGetManyOrLoadErrorsAndFailOpen(t *testing.T) {
 	assert.Empty(t, empty)
 	assert.Zero(t, l2.calls.Load())
 }
+
+// Stale entries are served at once and refreshed by one background load.
+func TestGetManyOrLoadRefreshesStale(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	c := e.client(t, rediscache.Options{Prefix: "p", StaleTTL: time.Minute})
+	ctx := t.Context()
+	var loads, version atomic.Int64
+	var mu sync.Mutex
+	var asked [][]string
+	load := func(_ context.Context, missing []string) (map[string]string, error) {
+		loads.Add(1)
+		mu.Lock()
+		asked = append(asked, append([]string(nil), missing...))
+		mu.Unlock()
+		out := map[string]string{}
+		for _, k := range missing {
+			out[k] = fmt.Sprint(k, "@", version.Load())
+		}
+		return out, nil
+	}
+	const ttl = 50 * time.Millisecond
+	keys := []string{"a", "b"}
+	m, err := rediscache.GetManyOrLoad(ctx, c, keys, ttl, load)
+	require.NoError(t, err)
+	require.Equal(t, map[string]string{"a": "a@0", "b": "b@0"}, m)
+
+	version.Store(1)
+	time.Sleep(2 * ttl)
+	m, err = rediscache.GetManyOrLoad(ctx, c, append(keys, "c"), ttl, load)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]string{"a": "a@0", "b": "b@0", "c": "c@1"}, m, "stale values at once, the missing one loaded")
+	assert.Equal(t, uint64(2), c.Stats().StaleServed)
+	require.Eventually(t, func() bool {
+		m, err := rediscache.GetManyOrLoad(ctx, c, keys, time.Hour, load)
+		return err == nil && m["a"] == "a@1" && m["b"] == "b@1"
+	}, 2*time.Second, 10*time.Millisecond, "the stale keys were refreshed")
+	assert.Equal(t, int64(3), loads.Load(), "first load, the missing key, one refresh")
+	mu.Lock()
+	defer mu.Unlock()
+	assert.Contains(t, asked, []string{"a", "b"}, "the refresh loaded the stale keys together")
+}
