@@ -18,34 +18,47 @@ import (
 
 func TestAutoPipeline(t *testing.T) {
 	t.Parallel()
-	e := newRealEnv(t)
-	c := e.client(t, rediscache.Options{Prefix: "ap", AutoPipeline: true})
-	ctx := t.Context()
-	var wg sync.WaitGroup
-	for g := range 64 {
-		wg.Go(func() {
-			for i := range 50 {
-				key := fmt.Sprintf("k%d-%d", g, i)
-				if err := rediscache.Set(ctx, c, key, key, time.Minute); err != nil {
-					t.Error(err)
-					return
-				}
-				v, err := rediscache.Get[string](ctx, c, key)
-				if err != nil || v != key {
-					t.Errorf("%s: got %q, %v", key, v, err)
-					return
-				}
+	for _, near := range []bool{false, true} {
+		t.Run(fmt.Sprintf("LocalCache=%v", near), func(t *testing.T) {
+			t.Parallel()
+			e := newRealEnv(t)
+			c := e.client(t, rediscache.Options{Prefix: "ap", AutoPipeline: true, LocalCache: near})
+			ctx := t.Context()
+			var wg sync.WaitGroup
+			for g := range 64 {
+				wg.Go(func() {
+					for i := range 50 {
+						key := fmt.Sprintf("k%d-%d", g, i)
+						if err := rediscache.Set(ctx, c, key, key, time.Minute); err != nil {
+							t.Error(err)
+							return
+						}
+						v, err := rediscache.Get[string](ctx, c, key)
+						if err != nil || v != key {
+							t.Errorf("%s: got %q, %v", key, v, err)
+							return
+						}
+					}
+				})
 			}
+			wg.Wait()
+			assert.Equal(t, uint64(64*50), c.Stats().Hits)
+			n, err := c.CountPrefix(ctx, "")
+			require.NoError(t, err)
+			assert.Equal(t, int64(64*50), n)
+			v, err := rediscache.GetOrLoad(ctx, c, "loaded", 0, func(context.Context) (int, error) { return 7, nil })
+			require.NoError(t, err)
+			assert.Equal(t, 7, v)
+
+			// Another client's write reaches the auto-pipelined reads too.
+			writer := e.client(t, rediscache.Options{Prefix: "ap"})
+			require.NoError(t, rediscache.Set(ctx, writer, "k0-0", "changed", time.Minute))
+			require.Eventually(t, func() bool {
+				v, err := rediscache.Get[string](ctx, c, "k0-0")
+				return err == nil && v == "changed"
+			}, 2*time.Second, 5*time.Millisecond)
 		})
 	}
-	wg.Wait()
-	assert.Equal(t, uint64(64*50), c.Stats().Hits)
-	n, err := c.CountPrefix(ctx, "")
-	require.NoError(t, err)
-	assert.Equal(t, int64(64*50), n)
-	v, err := rediscache.GetOrLoad(ctx, c, "loaded", 0, func(context.Context) (int, error) { return 7, nil })
-	require.NoError(t, err)
-	assert.Equal(t, 7, v)
 }
 
 func getCalls(t *testing.T, e env) int64 {
