@@ -46,6 +46,34 @@ func TestParseAndTargets(t *testing.T) {
 	}
 }
 
+// A paired benchmark, when present, decides its target.
+func TestPairedDecides(t *testing.T) {
+	var rs results
+	in := sample + `BenchmarkPairedGetHit/rediscache-autopipeline_vs_goredis-autopipeline/g64-2 	 15	 200000000 ns/op	 80000 a-ops/s	 100000 b-ops/s	 0.80 ratio
+BenchmarkPairedGetHit/rediscache-autopipeline_vs_goredis-autopipeline/g64-2 	 15	 200000000 ns/op	 85000 a-ops/s	 100000 b-ops/s	 0.85 ratio
+BenchmarkPairedGetHit/rediscache-autopipeline_vs_goredis-autopipeline/g64-2 	 15	 200000000 ns/op	 95000 a-ops/s	 100000 b-ops/s	 0.95 ratio
+BenchmarkPairedGetHit/rediscache_vs_goredis/g1-2 	 2000	 200 ns/op	 102 a-ns/call	 100 b-ns/call	 1.02 ratio
+`
+	if err := rs.parse(strings.NewReader(in)); err != nil {
+		t.Fatal(err)
+	}
+	ts := rs.targets()
+	if ts[0].met || ts[0].value != 0.85 || !strings.Contains(ts[0].detail, "per run 0.80x–0.95x") {
+		t.Errorf("AutoPipeline target: %+v (the sequential 1.11x must not decide it)", ts[0])
+	}
+	if !ts[1].met || strings.Contains(ts[1].detail, "paired") {
+		t.Errorf("rueidis target without a paired benchmark: %+v", ts[1])
+	}
+	if !ts[2].met || ts[2].value != 1.02 {
+		t.Errorf("latency target: %+v", ts[2])
+	}
+	var out bytes.Buffer
+	write(&out, &rs)
+	if strings.Contains(out.String(), "#### PairedGetHit") {
+		t.Error("the paired benchmarks got a variant table")
+	}
+}
+
 func TestMissingBenchmarkIsNotMet(t *testing.T) {
 	var rs results
 	if err := rs.parse(strings.NewReader("BenchmarkSet/goredis/g1-2 10 5 ns/op\n")); err != nil {
