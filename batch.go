@@ -250,10 +250,10 @@ func (b *batch) pass(ctx context.Context, idx []int, send sendFunc) []keyErr {
 				errs[j] = err
 			}
 		} else {
-			start := time.Now()
+			start := mono()
 			send(ctx, idx, errs)
 			if !b.c.ctr.off { // latency only: the breaker hears run's outcome
-				b.c.ctr.lat[opBatch].observe(time.Since(start))
+				b.c.ctr.lat[opBatch].observe(mono() - start)
 			}
 		}
 		var failed, again []keyErr

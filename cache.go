@@ -238,7 +238,7 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any) error {
 // get runs GET on stored key k, with retries, and records the round trip.
 // A miss is redis.Nil.
 func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
-	start := time.Now()
+	start := mono()
 	b, err := c.one.Get(ctx, k).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
@@ -364,7 +364,7 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 	if c.near != nil {
 		c.near.written(k)
 	}
-	start := time.Now()
+	start := mono()
 	_, err := c.one.Set(ctx, k, b, ttl).Result()
 	if err != nil {
 		_, err = retry(ctx, c, idempotent, "", err, func(ctx context.Context) (string, error) {
@@ -397,7 +397,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 	if c.near != nil {
 		c.near.written(k)
 	}
-	start := time.Now()
+	start := mono()
 	n, err := c.one.Unlink(ctx, k).Result()
 	if err != nil {
 		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
@@ -420,7 +420,7 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 	if err != nil {
 		return false, opErr("exists", key, err)
 	}
-	start := time.Now()
+	start := mono()
 	n, err := c.one.Exists(ctx, k).Result()
 	if err != nil {
 		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
@@ -448,7 +448,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 	if err != nil {
 		return 0, opErr("increment", key, err)
 	}
-	start := time.Now()
+	start := mono()
 	n, err := c.one.IncrBy(ctx, k, delta).Result()
 	if err != nil {
 		n, err = retry(ctx, c, notIdempotent, n, err, func(ctx context.Context) (int64, error) {
@@ -475,7 +475,7 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return false, opErr("expire", key, err)
 	}
-	start := time.Now()
+	start := mono()
 	ok, err := c.one.PExpire(ctx, k, ttl).Result()
 	if err != nil {
 		ok, err = retry(ctx, c, idempotent, ok, err, func(ctx context.Context) (bool, error) {
@@ -495,7 +495,11 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 	var v T
 	if c.near == nil {
-		err := c.Get(ctx, key, &v)
+		k, err := c.prepare(ctx, key)
+		if err != nil {
+			return v, opErr("get", key, err)
+		}
+		err = c.getInto(ctx, key, k, &v)
 		return v, err
 	}
 	return nearGet[T](ctx, c, key)

@@ -219,7 +219,7 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, 
 		return 0, opErr(op, string(ns), fmt.Errorf("%w: bad namespace", ErrInvalidKey))
 	}
 	field := EscapeComponent(string(ns))
-	start := time.Now()
+	start := mono()
 	// A second HINCRBY after a lost reply only skips a generation: harmless.
 	n, err := c.rdb.HIncrBy(ctx, c.gens.key, field, 1).Result()
 	if err != nil {

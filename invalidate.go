@@ -7,7 +7,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -259,7 +258,7 @@ func (c *Client) scanNode(ctx context.Context, rdb redis.Cmdable, literal string
 	}
 	var cursor uint64
 	for {
-		start := time.Now()
+		start := mono()
 		next := scan(cursor)
 		p, err := next(ctx)
 		if err != nil {

@@ -331,7 +331,7 @@ func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, 
 	if !c.brk.allow() {
 		return v, false, nil
 	}
-	start := time.Now()
+	start := mono()
 	b, gerr := c.one.Get(ctx, k).Bytes()
 	if errors.Is(gerr, redis.Nil) {
 		c.observe(start, nil)
@@ -363,7 +363,7 @@ func decodeLoaded[T any](c *Client, b []byte) (v T, found bool, err error) {
 // callLoader runs load, counting it and turning a panic into an error.
 func callLoader[T any](ctx context.Context, c *Client, load func(context.Context) (T, error)) (v T, cost time.Duration, err error) {
 	c.ctr.loads.Add(1)
-	start := time.Now()
+	start := mono()
 	defer func() {
 		if r := recover(); r != nil {
 			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
@@ -371,7 +371,7 @@ func callLoader[T any](ctx context.Context, c *Client, load func(context.Context
 		}
 	}()
 	v, err = load(ctx)
-	cost = time.Since(start)
+	cost = mono() - start
 	if err != nil && !errors.Is(err, ErrNotFound) {
 		c.ctr.loadErrors.Add(1)
 	}
@@ -400,7 +400,7 @@ func (c *Client) storeAndRelease(ctx context.Context, key, k string, e *envelope
 	if held != nil {
 		pipe.Eval(ctx, releaseSource, []string{held.key}, held.token)
 	}
-	start := time.Now()
+	start := mono()
 	_, err := pipe.Exec(ctx)
 	c.observeOp(opSet, start, err)
 	if set == nil {
@@ -444,7 +444,7 @@ func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMod
 		if mode == modeForeground {
 			get = pipe.Get(ctx, k)
 		}
-		start := time.Now()
+		start := mono()
 		_, perr := pipe.Exec(ctx)
 		if errors.Is(perr, redis.Nil) {
 			perr = nil
@@ -493,7 +493,7 @@ func waitForValue[T any](ctx context.Context, c *Client, k, lockKey string, dead
 		pipe := c.rdb.Pipeline()
 		get := pipe.Get(ctx, k)
 		exists := pipe.Exists(ctx, lockKey)
-		start := time.Now()
+		start := mono()
 		_, perr := pipe.Exec(ctx)
 		if errors.Is(perr, redis.Nil) {
 			perr = nil

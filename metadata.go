@@ -103,7 +103,7 @@ func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	if err != nil {
 		return Metadata{}, opErr(op, key, err)
 	}
-	start := time.Now()
+	start := mono()
 	pipe := c.rdb.Pipeline()
 	get := pipe.Get(ctx, k)
 	pttl := pipe.PTTL(ctx, k)

@@ -157,7 +157,10 @@ func bucketUpper(i int) time.Duration {
 }
 
 func (h *histogram) observe(d time.Duration) {
-	st := &h.s[rand.Uint32()%histStripes]
+	// The low bits of a duration in nanoseconds are as good as random, and
+	// free; with a coarse clock every round trip lands in one stripe,
+	// which is slower under contention but still exact.
+	st := &h.s[uint64(d)%histStripes]
 	st.counts[bucketOf(d)].Add(1)
 	st.sum.Add(uint64(max(d, 0)))
 }
@@ -322,14 +325,22 @@ func (k *counters) deleted(key string, n uint64) {
 	}
 }
 
-// observe records one Redis round trip that began at start and ended with
-// err, for the latency histograms and the circuit breaker.
-func (c *Client) observe(start time.Time, err error) { c.observeOp(opOther, start, err) }
+// epoch is the origin of mono.
+var epoch = time.Now()
+
+// mono returns the time on the monotonic clock, as a duration since the
+// package started: one clock read, where time.Now reads two clocks. Round
+// trips are timed with it.
+func mono() time.Duration { return time.Since(epoch) }
+
+// observe records one Redis round trip that began at start (a mono time)
+// and ended with err, for the latency histograms and the circuit breaker.
+func (c *Client) observe(start time.Duration, err error) { c.observeOp(opOther, start, err) }
 
 // observeOp is observe for a round trip of a known kind.
-func (c *Client) observeOp(op opKind, start time.Time, err error) {
+func (c *Client) observeOp(op opKind, start time.Duration, err error) {
 	if !c.ctr.off {
-		c.ctr.lat[op].observe(time.Since(start))
+		c.ctr.lat[op].observe(mono() - start)
 	}
 	c.brk.report(err)
 }
