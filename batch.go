@@ -210,13 +210,70 @@ func (b *batch) outcome() error {
 // transiently (and only those) with the Client's retry policy, for the
 // whole batch at once so a dead node costs one backoff sequence per call,
 // not one per chunk. Keys still failing are recorded in b.failed.
+//
+// On a cluster each master's breaker is asked once for the keys it serves:
+// the keys of a node whose breaker refuses fail with [ErrCircuitOpen]
+// without being sent, and each node's breaker hears the outcome of its own
+// keys.
 func (b *batch) run(ctx context.Context, send sendFunc) {
-	defer func() { b.c.brk.report(b.outcome()) }()
-	all := make([]int, len(b.ks))
-	for i := range all {
-		all[i] = i
+	if b.c.nodes == nil {
+		defer func() { b.c.brk.report(b.outcome()) }()
+		all := make([]int, len(b.ks))
+		for i := range all {
+			all[i] = i
+		}
+		b.runIdx(ctx, all, send)
+		return
 	}
-	pending := b.pass(ctx, all, send)
+	groups := map[*breaker][]int{}
+	for i, k := range b.ks {
+		br := b.c.nodes.forKey(ctx, k)
+		groups[br] = append(groups[br], i)
+	}
+	var idx []int
+	for br, g := range groups {
+		if !br.allow() {
+			for _, i := range g {
+				b.failed = append(b.failed, keyErr{i, ErrCircuitOpen})
+			}
+			delete(groups, br)
+			continue
+		}
+		idx = append(idx, g...)
+	}
+	slices.Sort(idx)
+	b.runIdx(ctx, idx, send)
+	failed := make(map[int]error, len(b.failed))
+	for _, f := range b.failed {
+		failed[f.i] = f.err
+	}
+	for br, g := range groups {
+		br.report(groupOutcome(g, failed))
+	}
+}
+
+// groupOutcome is outcome for the keys at idx: a failure only when every
+// one of them failed.
+func groupOutcome(idx []int, failed map[int]error) error {
+	var first error
+	for _, i := range idx {
+		err, ok := failed[i]
+		if !ok {
+			return nil
+		}
+		if first == nil || (outage(err) && !outage(first)) {
+			first = err
+		}
+	}
+	return first
+}
+
+// runIdx is run for the keys at idx, without the breaker.
+func (b *batch) runIdx(ctx context.Context, idx []int, send sendFunc) {
+	if len(idx) == 0 {
+		return
+	}
+	pending := b.pass(ctx, idx, send)
 	if len(pending) == 0 {
 		return
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 )
 
@@ -32,9 +34,15 @@ type breaker struct {
 	probeTurn time.Duration
 }
 
-func newBreaker(c *Client) *breaker {
+// newBreaker returns a breaker; node names the cluster node it guards ("" for
+// the Client's single breaker), for the log.
+func newBreaker(c *Client, node string) *breaker {
 	b := &breaker{probeTurn: max(c.opt.BreakerCooldown, time.Second)}
 	threshold := uint32(c.opt.BreakerFailures)
+	logArgs := []any{}
+	if node != "" {
+		logArgs = append(logArgs, "node", node)
+	}
 	b.cb = gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{
 		Name:        "rediscache",
 		MaxRequests: 1,
@@ -46,7 +54,7 @@ func newBreaker(c *Client) *breaker {
 			if to == gobreaker.StateOpen {
 				c.ctr.breakerOpens.Add(1)
 			}
-			c.logf(slog.LevelWarn, "rediscache: circuit breaker "+to.String(), "from", from.String())
+			c.logf(slog.LevelWarn, "rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
 		},
 	})
 	return b
@@ -92,6 +100,64 @@ func (b *breaker) state() string {
 		return "disabled"
 	}
 	return b.cb.State().String()
+}
+
+// nodeBreakers are the breakers of a cluster, one per master node: a dead
+// node opens its own breaker, and calls for keys on the other nodes go on.
+type nodeBreakers struct {
+	c  *Client
+	cc *redis.ClusterClient
+	m  sync.Map // master address -> *breaker
+}
+
+// forKey returns the breaker of the master serving stored key k, or nil
+// when the cluster's slot map is not known (the call then runs unguarded
+// and fails on its own).
+func (n *nodeBreakers) forKey(ctx context.Context, k string) *breaker {
+	node, err := n.cc.MasterForKey(ctx, k)
+	if err != nil {
+		return nil
+	}
+	addr := node.Options().Addr
+	if b, ok := n.m.Load(addr); ok {
+		return b.(*breaker)
+	}
+	b, _ := n.m.LoadOrStore(addr, newBreaker(n.c, addr))
+	return b.(*breaker)
+}
+
+// state returns the worst state of any node's breaker: "open", else
+// "half-open", else "closed".
+func (n *nodeBreakers) state() string {
+	worst := gobreaker.StateClosed
+	n.m.Range(func(_, v any) bool {
+		switch st := v.(*breaker).cb.State(); {
+		case st == gobreaker.StateOpen:
+			worst = st
+			return false
+		case st == gobreaker.StateHalfOpen:
+			worst = st
+		}
+		return true
+	})
+	return worst.String()
+}
+
+// breakerFor returns the breaker guarding stored key k: the Client's, or on
+// a cluster that of k's node. It may be nil (no breaker): nil allows all.
+func (c *Client) breakerFor(ctx context.Context, k string) *breaker {
+	if c.nodes == nil || k == "" {
+		return c.brk
+	}
+	return c.nodes.forKey(ctx, k)
+}
+
+// breakerState is Stats().BreakerState.
+func (c *Client) breakerState() string {
+	if c.nodes != nil {
+		return c.nodes.state()
+	}
+	return c.brk.state()
 }
 
 // outage reports whether err says Redis is unreachable or unwell, as

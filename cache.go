@@ -42,8 +42,9 @@ type Client struct {
 	pfx    string                // Prefix + ":" or ""
 	closed atomic.Bool
 	ctr    counters
-	gens   *generations // nil when GenerationTTL is -1
-	brk    *breaker     // nil when BreakerFailures is -1
+	gens   *generations  // nil when GenerationTTL is -1
+	brk    *breaker      // nil when BreakerFailures is -1, or on a cluster
+	nodes  *nodeBreakers // a cluster's breakers, one per master; else nil
 	bg     *background
 	flight singleflight.Group // shared loads, by stored key
 	// keyLoads dedupes the keys GetManyOrLoad calls are loading.
@@ -96,11 +97,14 @@ func New(opt *Options) (*Client, error) {
 		c.gens = newGenerations(c.pfx+genHashName, o.GenerationTTL)
 	}
 	// One breaker per Client cannot tell one dead cluster node from a dead
-	// cluster, and would cut off the healthy nodes too: on a cluster it is
-	// off unless asked for.
-	_, cluster := c.rdb.(*redis.ClusterClient)
-	if o.BreakerFailures > 0 && (!cluster || opt.BreakerFailures > 0) {
-		c.brk = newBreaker(c)
+	// cluster, and would cut off the healthy nodes too: a cluster has one
+	// breaker per master.
+	if o.BreakerFailures > 0 {
+		if cc, ok := c.rdb.(*redis.ClusterClient); ok {
+			c.nodes = &nodeBreakers{c: c, cc: cc}
+		} else {
+			c.brk = newBreaker(c, "")
+		}
 	}
 	if o.HealthCheckInterval > 0 {
 		c.bg.goRun(c.monitorHealth)
@@ -166,12 +170,21 @@ func (c *Client) usable(ctx context.Context) error {
 	return nil
 }
 
-// prepare checks the call and returns the stored key.
+// prepare checks the call and returns the stored key. On a cluster the
+// breaker asked is that of the key's node, once the key is mapped.
 func (c *Client) prepare(ctx context.Context, key string) (string, error) {
 	if err := c.usable(ctx); err != nil {
 		return "", err
 	}
-	return c.mapKey(ctx, key)
+	k, err := c.mapKey(ctx, key)
+	if err != nil || c.nodes == nil {
+		return k, err
+	}
+	if !c.nodes.forKey(ctx, k).allow() {
+		c.ctr.fail("")
+		return "", ErrCircuitOpen
+	}
+	return k, nil
 }
 
 // mapKey returns the stored key of a call already checked, with the
@@ -245,7 +258,7 @@ func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 			return c.one.Get(ctx, k).Bytes()
 		})
 	}
-	c.observeOp(opGet, start, err)
+	c.observeOp(opGet, k, start, err)
 	return b, err
 }
 
@@ -371,7 +384,7 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 			return c.one.Set(ctx, k, b, ttl).Result()
 		})
 	}
-	c.observeOp(opSet, start, err)
+	c.observeOp(opSet, k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return opErr(op, key, err)
@@ -404,7 +417,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 			return c.one.Unlink(ctx, k).Result()
 		})
 	}
-	c.observeOp(opDelete, start, err)
+	c.observeOp(opDelete, k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return 0, opErr("delete", key, err)
@@ -427,7 +440,7 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 			return c.one.Exists(ctx, k).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observe(k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return false, opErr("exists", key, err)
@@ -455,7 +468,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 			return c.one.IncrBy(ctx, k, delta).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observe(k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return 0, opErr("increment", key, err)
@@ -482,7 +495,7 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 			return c.one.PExpire(ctx, k, ttl).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observe(k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return false, opErr("expire", key, err)

@@ -227,7 +227,7 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, 
 			return c.rdb.HIncrBy(ctx, c.gens.key, field, 1).Result()
 		})
 	}
-	c.observe(start, err)
+	c.observe(c.gens.key, start, err)
 	if err != nil {
 		c.ctr.fail(string(ns))
 		return 0, opErr(op, string(ns), err)

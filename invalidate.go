@@ -264,7 +264,7 @@ func (c *Client) scanNode(ctx context.Context, rdb redis.Cmdable, literal string
 		if err != nil {
 			p, err = retry(ctx, c, idempotent, p, err, next)
 		}
-		c.observeOp(opScan, start, err)
+		c.observeOp(opScan, "", start, err)
 		if err != nil {
 			return err
 		}

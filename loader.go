@@ -90,6 +90,9 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
+	if c.nodes != nil && !c.nodes.forKey(ctx, k).allow() {
+		return breakerOpenLoad(ctx, c, key, ttl, load)
+	}
 	var seq uint64
 	if c.near != nil {
 		if ent, ok := c.near.load(k); ok && ent.live() {
@@ -334,10 +337,10 @@ func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, 
 	start := mono()
 	b, gerr := c.one.Get(ctx, k).Bytes()
 	if errors.Is(gerr, redis.Nil) {
-		c.observe(start, nil)
+		c.observe(k, start, nil)
 		return v, false, nil
 	}
-	c.observe(start, gerr)
+	c.observe(k, start, gerr)
 	if gerr != nil {
 		return v, false, nil
 	}
@@ -402,7 +405,7 @@ func (c *Client) storeAndRelease(ctx context.Context, key, k string, e *envelope
 	}
 	start := mono()
 	_, err := pipe.Exec(ctx)
-	c.observeOp(opSet, start, err)
+	c.observeOp(opSet, k, start, err)
 	if set == nil {
 		return
 	}
@@ -449,7 +452,7 @@ func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMod
 		if errors.Is(perr, redis.Nil) {
 			perr = nil
 		}
-		c.observe(start, perr)
+		c.observe(k, start, perr)
 		ok, serr := setnx.Result()
 		if serr != nil {
 			return nil, v, false, nil
@@ -498,7 +501,7 @@ func waitForValue[T any](ctx context.Context, c *Client, k, lockKey string, dead
 		if errors.Is(perr, redis.Nil) {
 			perr = nil
 		}
-		c.observe(start, perr)
+		c.observe(k, start, perr)
 		if perr != nil {
 			return v, false, nil, false
 		}

@@ -111,7 +111,7 @@ func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}
-	c.observe(start, err)
+	c.observe(k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return Metadata{}, opErr(op, key, err)

@@ -163,9 +163,10 @@ type Options struct {
 	// timeouts, LOADING, CLUSTERDOWN, ...) open the circuit breaker. While
 	// open, calls skip Redis for BreakerCooldown: Get/Set/... return
 	// [ErrCircuitOpen] at once and GetOrLoad serves the loader's value.
-	// Default 5; -1 disables the breaker. On a *redis.ClusterClient the
-	// default is off: the breaker is one per Client, so one dead node would
-	// make it skip the healthy nodes too; set it explicitly to accept that.
+	// Default 5; -1 disables the breaker. On a *redis.ClusterClient there is
+	// one breaker per master, so one dead node's keys fail fast while the
+	// other nodes' keys are served; a batch's keys on a refused node fail
+	// with ErrCircuitOpen in its [*BatchError].
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open before it
 	// half-opens and lets one call at a time probe Redis. Default 1s.

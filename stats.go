@@ -1,6 +1,7 @@
 package rediscache
 
 import (
+	"context"
 	"math/bits"
 	"math/rand/v2"
 	"strings"
@@ -26,7 +27,8 @@ type Stats struct {
 	NegativeHits   uint64 // answers of a cached ErrNotFound
 	Fallbacks      uint64 // answers served by the loader with Redis failing or skipped
 	BreakerOpens   uint64 // times the circuit breaker opened
-	// BreakerState is "closed", "half-open", "open", or "disabled".
+	// BreakerState is "closed", "half-open", "open", or "disabled"; on a
+	// cluster, the worst state of the masters' breakers.
 	BreakerState string
 
 	// AvgLatency and the percentiles are over Redis round trips (retries
@@ -335,14 +337,17 @@ func mono() time.Duration { return time.Since(epoch) }
 
 // observe records one Redis round trip that began at start (a mono time)
 // and ended with err, for the latency histograms and the circuit breaker.
-func (c *Client) observe(start time.Duration, err error) { c.observeOp(opOther, start, err) }
+func (c *Client) observe(k string, start time.Duration, err error) {
+	c.observeOp(opOther, k, start, err)
+}
 
-// observeOp is observe for a round trip of a known kind.
-func (c *Client) observeOp(op opKind, start time.Duration, err error) {
+// observeOp is observe for a round trip of a known kind on stored key k
+// ("" for one that is not about a key, such as a SCAN page).
+func (c *Client) observeOp(op opKind, k string, start time.Duration, err error) {
 	if !c.ctr.off {
 		c.ctr.lat[op].observe(mono() - start)
 	}
-	c.brk.report(err)
+	c.breakerFor(context.Background(), k).report(err)
 }
 
 // Stats returns a snapshot of the Client's counters. It is safe to call
@@ -357,7 +362,7 @@ func (c *Client) Stats() Stats {
 		NegativeHits:   k.negativeHits.Load(),
 		Fallbacks:      k.fallbacks.Load(),
 		BreakerOpens:   k.breakerOpens.Load(),
-		BreakerState:   c.brk.state(),
+		BreakerState:   c.breakerState(),
 
 		Namespaces: map[string]NamespaceStats{},
 		Operations: make(map[string]OperationStats, numOps),
