@@ -550,12 +550,12 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			if idx != nil {
 				i = idx[j]
 			}
-			if err := c.decode(p, &vals[i]); err != nil {
+			e, err := c.decode(p, &vals[i])
+			if err != nil {
 				return err
 			}
 			ok[i] = true
 			if c.near != nil {
-				e, _ := decodeEnvelope(p) // a counter has no envelope: zero fields
 				c.near.store(b.ks[i], c.nearEntryOf(e, vals[i]), seq)
 			}
 			return nil

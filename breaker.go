@@ -152,6 +152,13 @@ func (c *Client) breakerFor(ctx context.Context, k string) *breaker {
 	return c.nodes.forKey(ctx, k)
 }
 
+// nodeAllows asks the breaker of stored key k's cluster node, for calls that
+// asked the Client's breaker (usable) before the key was mapped; off a
+// cluster it is always true.
+func (c *Client) nodeAllows(ctx context.Context, k string) bool {
+	return c.nodes == nil || c.nodes.forKey(ctx, k).allow()
+}
+
 // breakerState is Stats().BreakerState.
 func (c *Client) breakerState() string {
 	if c.nodes != nil {

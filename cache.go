@@ -177,10 +177,10 @@ func (c *Client) prepare(ctx context.Context, key string) (string, error) {
 		return "", err
 	}
 	k, err := c.mapKey(ctx, key)
-	if err != nil || c.nodes == nil {
-		return k, err
+	if err != nil {
+		return "", err
 	}
-	if !c.nodes.forKey(ctx, k).allow() {
+	if !c.nodeAllows(ctx, k) {
 		c.ctr.fail("")
 		return "", ErrCircuitOpen
 	}
@@ -226,26 +226,29 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	return c.getInto(ctx, key, k, dst)
+	_, err = c.getInto(ctx, key, k, dst)
+	return err
 }
 
 // getInto reads stored key k (of logical key) into dst and counts the
-// outcome; the call was already prepared.
-func (c *Client) getInto(ctx context.Context, key, k string, dst any) error {
+// outcome; the call was already prepared. It returns the envelope the
+// value came in (zero for a counter).
+func (c *Client) getInto(ctx context.Context, key, k string, dst any) (envelope, error) {
 	b, err := c.getBytes(ctx, "get", key, k)
 	if err != nil {
-		return err
+		return envelope{}, err
 	}
-	if err := c.decode(b, dst); err != nil {
+	e, err := c.decode(b, dst)
+	if err != nil {
 		if err == errNegative {
 			c.ctr.miss(key)
-			return ErrCacheMiss
+			return e, ErrCacheMiss
 		}
 		c.ctr.fail(key)
-		return opErr("get", key, err)
+		return e, opErr("get", key, err)
 	}
 	c.ctr.hit(key)
-	return nil
+	return e, nil
 }
 
 // get runs GET on stored key k, with retries, and records the round trip.
@@ -278,23 +281,24 @@ func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error
 	}
 }
 
-// decode unpacks a stored value into dst. Plain integers (counters made by
-// Increment) decode into integer destinations.
-func (c *Client) decode(b []byte, dst any) error {
+// decode unpacks a stored value into dst and returns its envelope. Plain
+// integers (counters made by Increment) decode into integer destinations,
+// with a zero envelope.
+func (c *Client) decode(b []byte, dst any) (envelope, error) {
 	e, err := decodeEnvelope(b)
 	if err != nil {
 		if decodeCounter(b, dst) {
-			return nil
+			return envelope{}, nil
 		}
-		return err
+		return e, err
 	}
 	if e.flags&flagNegative != 0 {
-		return errNegative
+		return e, errNegative
 	}
 	if err := c.opt.Codec.Unmarshal(e.payload, dst); err != nil {
-		return fmt.Errorf("%w: %w", ErrCorruptValue, err)
+		return e, fmt.Errorf("%w: %w", ErrCorruptValue, err)
 	}
-	return nil
+	return e, nil
 }
 
 // decodeCounter stores the Redis integer in b into an integer destination
@@ -506,26 +510,26 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 // Get returns the value at key decoded as a T. It is [Client.Get] with a
 // typed result: a miss returns [ErrCacheMiss] and the zero T.
 func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
-	var v T
-	if c.near == nil {
-		k, err := c.prepare(ctx, key)
-		if err != nil {
-			return v, opErr("get", key, err)
-		}
-		err = c.getInto(ctx, key, k, &v)
-		return v, err
+	if c.near != nil {
+		return nearGet[T](ctx, c, key)
 	}
-	return nearGet[T](ctx, c, key)
+	var v T
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return v, opErr("get", key, err)
+	}
+	_, err = c.getInto(ctx, key, k, &v)
+	return v, err
 }
 
 // nearGet is Get with Options.LocalCache: a decoded value kept from an
 // earlier hit is returned as is (values holding slices, maps or pointers
 // are shared between callers: treat them as read-only).
 func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
-	var v T
 	k, err := c.prepare(ctx, key)
 	if err != nil {
-		return v, opErr("get", key, err)
+		var zero T
+		return zero, opErr("get", key, err)
 	}
 	if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() {
 		if v, ok := ent.v.(T); ok {
@@ -533,21 +537,14 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 			return v, nil
 		}
 	}
+	// Declared here, not above: decoding into it moves it to the heap,
+	// which a hit need not pay for.
+	var v T
 	seq := c.near.seq.Load()
-	b, err := c.getBytes(ctx, "get", key, k)
+	e, err := c.getInto(ctx, key, k, &v)
 	if err != nil {
 		return v, err
 	}
-	if err := c.decode(b, &v); err != nil {
-		if err == errNegative {
-			c.ctr.miss(key)
-			return v, ErrCacheMiss
-		}
-		c.ctr.fail(key)
-		return v, opErr("get", key, err)
-	}
-	c.ctr.hit(key)
-	e, _ := decodeEnvelope(b) // a counter has no envelope: zero fields
 	c.near.store(k, c.nearEntryOf(e, v), seq)
 	return v, nil
 }

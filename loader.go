@@ -90,14 +90,15 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err != nil {
 		return zero, 0, opErr(op, key, err)
 	}
-	if c.nodes != nil && !c.nodes.forKey(ctx, k).allow() {
+	if !c.nodeAllows(ctx, k) {
 		return breakerOpenLoad(ctx, c, key, ttl, load)
 	}
 	var seq uint64
 	if c.near != nil {
 		if ent, ok := c.near.load(k); ok && ent.live() {
-			if v, src, err, ok := answer(c, key, k, ttl, ent, load); ok {
-				return v, src, err
+			// A value kept as another type is read from Redis instead.
+			if v, isT := ent.v.(T); isT || ent.negative {
+				return answer(c, key, k, ttl, v, ent.negative, ent.freshUntil, ent.loadCost, load)
 			}
 		}
 		seq = c.near.seq.Load()
@@ -105,12 +106,16 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	b, err := c.get(ctx, k)
 	switch {
 	case err == nil:
-		if ent, ok := decodeEntry[T](c, b); ok {
+		if v, e, ok := decodeStored[T](c, b); ok {
+			negative := e.flags&flagNegative != 0
 			if c.near != nil {
-				c.near.store(k, ent, seq)
+				var kept any
+				if !negative {
+					kept = v
+				}
+				c.near.store(k, c.nearEntryOf(e, kept), seq)
 			}
-			v, src, err, _ := answer(c, key, k, ttl, ent, load)
-			return v, src, err
+			return answer(c, key, k, ttl, v, negative, e.freshUntil, e.loadCost, load)
 		}
 		c.ctr.fail(key) // undecodable: load and overwrite it
 	case errors.Is(err, redis.Nil):
@@ -138,49 +143,43 @@ func breakerOpenLoad[T any](ctx context.Context, c *Client, key string, ttl time
 	return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
 }
 
-// decodeEntry decodes stored bytes into an entry holding a T; ok is false
-// when they are not a rediscache value or not a T.
-func decodeEntry[T any](c *Client, b []byte) (ent *nearEntry, ok bool) {
+// decodeStored decodes a stored envelope and, unless it is a negative
+// entry, its payload as a T; ok is false when the bytes are not a
+// rediscache value or not a T.
+func decodeStored[T any](c *Client, b []byte) (v T, e envelope, ok bool) {
 	e, err := decodeEnvelope(b)
 	if err != nil {
-		return nil, false
+		return v, e, false
 	}
-	if e.flags&flagNegative != 0 {
-		return c.nearEntryOf(e, nil), true
+	if e.flags&flagNegative == 0 && c.opt.Codec.Unmarshal(e.payload, &v) != nil {
+		return v, e, false
 	}
-	var v T
-	if err := c.opt.Codec.Unmarshal(e.payload, &v); err != nil {
-		return nil, false
-	}
-	return c.nearEntryOf(e, v), true
+	return v, e, true
 }
 
-// answer answers from a cached entry: a negative entry, a fresh value
-// (maybe starting an early refresh) or a stale one (starting a refresh).
-// ok is false when the entry does not hold a T.
-func answer[T any](c *Client, key, k string, ttl time.Duration, ent *nearEntry, load func(context.Context) (T, error)) (v T, src Source, err error, ok bool) {
-	if ent.negative {
-		c.ctr.hit(key)
-		c.ctr.negativeHits.Add(1)
-		return v, SourceHit, ErrNotFound, true
-	}
-	if v, ok = ent.v.(T); !ok {
-		return v, 0, nil, false
-	}
+// answer answers from a cached value: ErrNotFound for a negative entry,
+// else v, starting an early refresh (XFetch) near freshUntil or a refresh
+// past it (serving v stale).
+func answer[T any](c *Client, key, k string, ttl time.Duration, v T, negative bool, freshUntil int64, loadCost uint32, load func(context.Context) (T, error)) (T, Source, error) {
 	c.ctr.hit(key)
-	if ent.freshUntil == 0 {
-		return v, SourceHit, nil, true
+	if negative {
+		c.ctr.negativeHits.Add(1)
+		var zero T
+		return zero, SourceHit, ErrNotFound
+	}
+	if freshUntil == 0 {
+		return v, SourceHit, nil
 	}
 	now := time.Now().UnixMilli()
-	if now >= ent.freshUntil {
+	if now >= freshUntil {
 		c.ctr.staleServed.Add(1)
 		refreshInBackground(c, key, k, ttl, load)
-		return v, SourceStale, nil, true
+		return v, SourceStale, nil
 	}
-	if c.xfetch(ent.freshUntil, ent.loadCost, now) && refreshInBackground(c, key, k, ttl, load) {
+	if c.xfetch(freshUntil, loadCost, now) && refreshInBackground(c, key, k, ttl, load) {
 		c.ctr.earlyRefreshes.Add(1)
 	}
-	return v, SourceHit, nil, true
+	return v, SourceHit, nil
 }
 
 // xfetch decides a probabilistic early refresh (Vattani, Chierichetti and
@@ -350,15 +349,12 @@ func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, 
 // decodeLoaded decodes a value another load stored: found is false when it
 // cannot be read as a T.
 func decodeLoaded[T any](c *Client, b []byte) (v T, found bool, err error) {
-	e, derr := decodeEnvelope(b)
-	if derr != nil {
+	v, e, ok := decodeStored[T](c, b)
+	switch {
+	case !ok:
 		return v, false, nil
-	}
-	if e.flags&flagNegative != 0 {
+	case e.flags&flagNegative != 0:
 		return v, true, ErrNotFound
-	}
-	if c.opt.Codec.Unmarshal(e.payload, &v) != nil {
-		return v, false, nil
 	}
 	return v, true, nil
 }

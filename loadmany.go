@@ -169,17 +169,13 @@ const (
 )
 
 func decodeForBatch[T any](c *Client, b []byte, nowMs int64) (v T, s entryState) {
-	e, err := decodeEnvelope(b)
-	if err != nil {
+	v, e, ok := decodeStored[T](c, b)
+	switch {
+	case !ok:
 		return v, entryBad
-	}
-	if e.flags&flagNegative != 0 {
+	case e.flags&flagNegative != 0:
 		return v, entryNegative
-	}
-	if c.opt.Codec.Unmarshal(e.payload, &v) != nil {
-		return v, entryBad
-	}
-	if e.freshUntil != 0 && nowMs >= e.freshUntil {
+	case e.freshUntil != 0 && nowMs >= e.freshUntil:
 		return v, entryStale
 	}
 	return v, entryFresh
