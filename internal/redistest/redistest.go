@@ -98,7 +98,23 @@ func startServer(tb testing.TB, bin string, cluster bool, extra []string) *Serve
 	}
 	s := &Server{bin: bin, dir: dir, logPath: filepath.Join(dir, logFileName)}
 	tb.Cleanup(s.Kill)
+	s.launchOnFreePort(tb, "redis-server", cluster, func(port int) {
+		s.args = serverArgs(port, dir, cluster, extra)
+		if cluster {
+			// A failed attempt may have left a nodes.conf for another port.
+			_ = os.Remove(filepath.Join(dir, nodesFileName))
+		}
+	})
+	return s
+}
 
+// launchOnFreePort starts s on a free loopback port, trying another port
+// when it does not come up (another process may take the chosen one in the
+// meantime); setup prepares s for the port (arguments, config file). After
+// startAttempts failures it fails the test, naming what (redis-server,
+// sentinel) and showing the tail of its log.
+func (s *Server) launchOnFreePort(tb testing.TB, what string, cluster bool, setup func(port int)) {
+	tb.Helper()
 	var lastErr error
 	for attempt := 1; attempt <= startAttempts; attempt++ {
 		port, err := freePort(cluster)
@@ -107,22 +123,17 @@ func startServer(tb testing.TB, bin string, cluster bool, extra []string) *Serve
 			continue
 		}
 		s.port = port
-		s.args = serverArgs(port, dir, cluster, extra)
-		if cluster {
-			// A failed attempt may have left a nodes.conf for another port.
-			_ = os.Remove(filepath.Join(dir, nodesFileName))
-		}
+		setup(port)
 		s.mu.Lock()
 		err = s.launchLocked()
 		s.mu.Unlock()
 		if err == nil {
-			return s
+			return
 		}
 		lastErr = fmt.Errorf("attempt %d on port %d: %w", attempt, port, err)
 	}
-	tb.Fatalf("redistest: redis-server did not start after %d attempts: %v\n--- tail of %s ---\n%s",
-		startAttempts, lastErr, s.logPath, logTail(s.logPath))
-	return nil
+	tb.Fatalf("redistest: %s did not start after %d attempts: %v\n--- tail of %s ---\n%s",
+		what, startAttempts, lastErr, s.logPath, logTail(s.logPath))
 }
 
 func serverArgs(port int, dir string, cluster bool, extra []string) []string {

@@ -117,28 +117,12 @@ func startSentinelServer(tb testing.TB, bin string, flag bool, name string, mast
 	if flag {
 		s.args = append(s.args, "--sentinel")
 	}
-	var lastErr error
-	for attempt := 1; attempt <= startAttempts; attempt++ {
-		port, err := freePort(false)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		s.port = port
+	s.launchOnFreePort(tb, "sentinel", false, func(port int) {
 		if err := os.WriteFile(conf, sentinelConfig(port, dir, name, masterPort, quorum), 0o600); err != nil {
 			tb.Fatalf("redistest: write %s: %v", conf, err)
 		}
-		s.mu.Lock()
-		err = s.launchLocked()
-		s.mu.Unlock()
-		if err == nil {
-			return s
-		}
-		lastErr = fmt.Errorf("attempt %d on port %d: %w", attempt, port, err)
-	}
-	tb.Fatalf("redistest: sentinel did not start after %d attempts: %v\n--- tail of %s ---\n%s",
-		startAttempts, lastErr, s.logPath, logTail(s.logPath))
-	return nil
+	})
+	return s
 }
 
 func sentinelConfig(port int, dir, name string, masterPort, quorum int) []byte {
