@@ -3,11 +3,14 @@ package rediscache
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // background runs the Client's own goroutines (generation refreshes, early
 // refreshes, shared loads) so that Close can stop them and wait for them:
-// no goroutine of a Client outlives its Close.
+// no goroutine of a Client outlives its Close, except one running a loader
+// that ignores its context, which Close does not wait for longer than
+// closeWait.
 type background struct {
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -56,11 +59,27 @@ func (b *background) tryGo(fn func()) bool {
 	return true
 }
 
-// close cancels the background context and waits for every goroutine.
+// closeWait bounds how long Close waits for the Client's goroutines once
+// it has cancelled them: only a loader that ignores its context takes
+// that long.
+const closeWait = time.Second
+
+// close cancels the background context and waits for every goroutine, or
+// closeWait.
 func (b *background) close() {
 	b.mu.Lock()
 	b.closed = true
 	b.mu.Unlock()
 	b.cancel()
-	b.wg.Wait()
+	done := make(chan struct{})
+	go func() {
+		b.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(closeWait)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-t.C:
+	}
 }

@@ -391,7 +391,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 	}
 	found := func(i int, p []byte) error {
 		switch err := hit(i, p); {
-		case err == errNegative: // a cached "not found" is a miss here
+		case err == errNegative || err == errLeaseOnly: // a cached "not found", or a load's lease, is a miss here
 			miss(i)
 			return nil
 		case err != nil:
@@ -550,7 +550,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			if idx != nil {
 				i = idx[j]
 			}
-			e, err := c.decode(p, &vals[i])
+			e, _, err := c.decodeStored(p, &vals[i])
 			if err != nil {
 				return err
 			}
@@ -691,6 +691,9 @@ func (c *Client) mgetBatch(ctx context.Context, b *batch, quiet bool) ([][]byte,
 	out := make([][]byte, len(keys))
 	if len(keys) > 0 {
 		b.get(ctx, func(i int, p []byte) error {
+			if isLease(p) {
+				return errLeaseOnly
+			}
 			out[i] = p
 			return nil
 		})

@@ -18,16 +18,15 @@ package rediscache
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"reflect"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"golang.org/x/sync/singleflight"
 )
 
 // Client is a Redis cache. All methods are safe for concurrent use. Every
@@ -46,7 +45,7 @@ type Client struct {
 	brk    *breaker      // nil when BreakerFailures is -1, or on a cluster
 	nodes  *nodeBreakers // a cluster's breakers, one per master; else nil
 	bg     *background
-	flight singleflight.Group // shared loads, by stored key
+	flight flights // shared loads and refreshes, by stored key
 	// keyLoads dedupes the keys GetManyOrLoad calls are loading.
 	keyLoads keyLoadSet
 
@@ -112,8 +111,12 @@ func New(opt *Options) (*Client, error) {
 	return c, nil
 }
 
-// Close releases the Client. It closes the go-redis client only when New
-// built it. Close is idempotent; every later call returns [ErrClosed].
+// Close releases the Client: it cancels the Client's loads and background
+// work and waits for them to stop, at most one second (a loader that
+// ignores its context is not waited for: its goroutine ends when it
+// returns, and its result is dropped). It closes the go-redis client only
+// when New built it. Close is idempotent; every later call returns
+// [ErrClosed].
 func (c *Client) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
@@ -143,6 +146,8 @@ var (
 	errBadDst     = fmt.Errorf("%w: destination must be a non-nil pointer", ErrInvalidValue)
 	// errNegative marks a cached ErrNotFound: a miss for plain Get.
 	errNegative = errors.New("rediscache: negative entry")
+	// errLeaseOnly marks a key holding only a load's lease: a miss.
+	errLeaseOnly = errors.New("rediscache: lease only")
 )
 
 // ready checks the context and Close.
@@ -238,9 +243,9 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any) (envelope,
 	if err != nil {
 		return envelope{}, err
 	}
-	e, err := c.decode(b, dst)
+	e, _, err := c.decodeStored(b, dst)
 	if err != nil {
-		if err == errNegative {
+		if err == errNegative || err == errLeaseOnly {
 			c.ctr.miss(key)
 			return e, ErrCacheMiss
 		}
@@ -281,62 +286,6 @@ func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error
 	}
 }
 
-// decode unpacks a stored value into dst and returns its envelope. Plain
-// integers (counters made by Increment) decode into integer destinations,
-// with a zero envelope.
-func (c *Client) decode(b []byte, dst any) (envelope, error) {
-	e, err := decodeEnvelope(b)
-	if err != nil {
-		if decodeCounter(b, dst) {
-			return envelope{}, nil
-		}
-		return e, err
-	}
-	if e.flags&flagNegative != 0 {
-		return e, errNegative
-	}
-	if err := c.opt.Codec.Unmarshal(e.payload, dst); err != nil {
-		return e, fmt.Errorf("%w: %w", ErrCorruptValue, err)
-	}
-	return e, nil
-}
-
-// decodeCounter stores the Redis integer in b into an integer destination
-// and reports whether it did.
-func decodeCounter(b []byte, dst any) bool {
-	if len(b) == 0 || len(b) > 20 || (b[0] != '-' && (b[0] < '0' || b[0] > '9')) {
-		return false
-	}
-	n, err := strconv.ParseInt(string(b), 10, 64)
-	if err != nil {
-		return false
-	}
-	rv := reflect.ValueOf(dst)
-	if rv.Kind() != reflect.Pointer || rv.IsNil() {
-		return false
-	}
-	switch ev := rv.Elem(); ev.Kind() {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
-		if ev.OverflowInt(n) {
-			return false
-		}
-		ev.SetInt(n)
-	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
-		if n < 0 || ev.OverflowUint(uint64(n)) {
-			return false
-		}
-		ev.SetUint(uint64(n))
-	case reflect.Interface:
-		if ev.NumMethod() != 0 {
-			return false
-		}
-		ev.Set(reflect.ValueOf(n))
-	default:
-		return false
-	}
-	return true
-}
-
 // encode validates and encodes a value into a stored envelope.
 func (c *Client) encode(value any) ([]byte, error) {
 	if value == nil {
@@ -352,7 +301,7 @@ func (c *Client) encode(value any) ([]byte, error) {
 	if c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(p)+envHeaderSize, c.opt.MaxValueSize)
 	}
-	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), payload: p}), nil
+	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), stamp: newStamp(), payload: p}), nil
 }
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
@@ -456,21 +405,29 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 // the new value. A key that does not exist starts at 0 and is created
 // without a TTL (use [Client.Expire]); an existing key keeps its TTL. The
 // counter is a plain Redis integer that [Get] reads into any integer type.
-// Incrementing a value stored by Set fails with Redis's "not an integer"
-// error. Because INCRBY is not idempotent, it is retried only after
-// failures that prove it did not run (refused connection, LOADING, ...),
-// never after a timeout.
+// A key that holds only a load's lease (a GetOrLoad in progress) starts at
+// 0 too, and that load's store is refused. Incrementing a value stored by
+// Set fails with Redis's "not an integer" error. Because INCRBY is not
+// idempotent, it is retried only after failures that prove it did not run
+// (refused connection, LOADING, ...), never after a timeout.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, error) {
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return 0, opErr("increment", key, err)
 	}
+	c.nearWritten([]string{k})
+	incr := func(ctx context.Context) (int64, error) {
+		n, err := c.one.IncrBy(ctx, k, delta).Result()
+		if err != nil && redis.HasErrorPrefix(err, "ERR value is not an integer") {
+			// Maybe a lease: the script replaces it, or fails the same way.
+			return runScript(ctx, c.one, incrOverLeaseScript, []string{k}, delta)
+		}
+		return n, err
+	}
 	start := mono()
-	n, err := c.one.IncrBy(ctx, k, delta).Result()
+	n, err := incr(ctx)
 	if err != nil {
-		n, err = retry(ctx, c, notIdempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.one.IncrBy(ctx, k, delta).Result()
-		})
+		n, err = retry(ctx, c, notIdempotent, n, err, incr)
 	}
 	c.observe(k, start, err)
 	if err != nil {
@@ -482,8 +439,10 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 
 // Expire sets the TTL of an existing key and reports whether the key
 // existed. ttl 0 means the key's namespace TTL or DefaultTTL; a negative ttl
-// returns [ErrInvalidTTL]. Other errors wrap [ErrInvalidKey], [ErrClosed] or
-// the Redis error after retries.
+// returns [ErrInvalidTTL]. A value of this library gets a new stamp with
+// its TTL, so a load or refresh that read it before never overwrites it;
+// a key holding only a load's lease is reported missing. Other errors wrap
+// [ErrInvalidKey], [ErrClosed] or the Redis error after retries.
 func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	k, err := c.prepare(ctx, key)
 	if err != nil {
@@ -492,19 +451,23 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return false, opErr("expire", key, err)
 	}
+	var stamp [8]byte
+	binary.BigEndian.PutUint64(stamp[:], newStamp())
+	expire := func(ctx context.Context) (int64, error) {
+		return runScript(ctx, c.one, expireScript, []string{k}, pxArg(ttl), stamp[:])
+	}
+	c.nearWritten([]string{k})
 	start := mono()
-	ok, err := c.one.PExpire(ctx, k, ttl).Result()
+	n, err := expire(ctx)
 	if err != nil {
-		ok, err = retry(ctx, c, idempotent, ok, err, func(ctx context.Context) (bool, error) {
-			return c.one.PExpire(ctx, k, ttl).Result()
-		})
+		n, err = retry(ctx, c, idempotent, n, err, expire)
 	}
 	c.observe(k, start, err)
 	if err != nil {
 		c.ctr.fail(key)
 		return false, opErr("expire", key, err)
 	}
-	return ok, nil
+	return n == 1, nil
 }
 
 // Get returns the value at key decoded as a T. It is [Client.Get] with a

@@ -2,6 +2,8 @@ package rediscache
 
 import (
 	"errors"
+	"fmt"
+	"runtime/debug"
 	"strconv"
 )
 
@@ -55,8 +57,8 @@ var (
 	// failures. GetOrLoad never returns it: it serves the loader's value.
 	ErrCircuitOpen = errors.New("rediscache: circuit breaker open")
 
-	// ErrLoaderPanic is returned to every caller sharing a load whose loader
-	// panicked; the panic value is in the message.
+	// ErrLoaderPanic is wrapped by the [*LoaderPanicError] returned to every
+	// caller sharing a load whose loader panicked.
 	ErrLoaderPanic = errors.New("rediscache: loader panicked")
 
 	// ErrNilContext is returned when a call is given a nil context.Context.
@@ -85,4 +87,31 @@ func (e *OpError) Unwrap() error { return e.Err }
 
 func opErr(op, key string, err error) error {
 	return &OpError{Op: op, Key: key, Err: err}
+}
+
+// LoaderPanicError is the error of a load whose loader panicked, returned
+// to every caller sharing the load. It wraps [ErrLoaderPanic] and, when the
+// loader panicked with an error, that error too, so [errors.Is] and
+// [errors.As] see both.
+type LoaderPanicError struct {
+	Value any    // what the loader panicked with
+	Stack []byte // the loader goroutine's stack at the panic
+}
+
+func newLoaderPanic(v any) *LoaderPanicError {
+	return &LoaderPanicError{Value: v, Stack: debug.Stack()}
+}
+
+// Error returns "rediscache: loader panicked: <value>" and the stack.
+func (e *LoaderPanicError) Error() string {
+	return fmt.Sprintf("%v: %v\n\n%s", ErrLoaderPanic, e.Value, e.Stack)
+}
+
+// Unwrap returns ErrLoaderPanic and, if the panic value is an error, that
+// error.
+func (e *LoaderPanicError) Unwrap() []error {
+	if err, ok := e.Value.(error); ok {
+		return []error{ErrLoaderPanic, err}
+	}
+	return []error{ErrLoaderPanic}
 }

@@ -2,8 +2,6 @@ package rediscache
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -46,137 +44,174 @@ func (s Source) String() string {
 //   - Concurrent misses of a key in one process share one load call, which
 //     runs detached from the first caller's cancellation, bounded by
 //     Options.LoadTimeout; each caller leaves on its own ctx.
-//   - Across processes, the first to miss takes a short Redis lease
+//   - Across processes, the first to miss writes a short lease into the key
 //     (Options.LockTTL) and the others wait for its value.
+//   - An invalidation is never undone: the load stores its value only if
+//     the key still holds its lease, so a Set, Delete, Expire,
+//     InvalidatePrefix or ClearAll of the key that comes while the loader
+//     runs makes the store a no-op (counted in Stats.StoresRefused). A call
+//     that starts after such an invalidation returned never receives the
+//     refused value: it loads again.
 //   - A load returning (or wrapping) [ErrNotFound] is cached for
 //     Options.NegativeTTL: GetOrLoad returns ErrNotFound without calling
 //     load again until then. Any other load error is returned and nothing
-//     is cached. A load that panics returns [ErrLoaderPanic].
+//     is cached. A load that panics returns a [*LoaderPanicError].
 //   - A hit near expiry may start a background refresh (XFetch,
 //     Options.EarlyRefreshBeta); with Options.StaleTTL a stale entry is
-//     served at once while a background load refreshes it.
+//     served at once while a background load refreshes it. A refresh
+//     stores only if the key still holds the value it refreshes.
 //   - When Redis fails or the circuit breaker is open, GetOrLoad returns
 //     the loader's value with a nil error (fail open).
 //
 // Errors: [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue] (nil load),
 // [ErrClosed] (also for a load Close cancels), [ErrNilContext], ctx.Err()
-// when ctx ends first, or the loader's error.
+// when ctx ends first, an error wrapping [context.DeadlineExceeded] when the
+// load outlives LoadTimeout, or the loader's error.
 func GetOrLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
 	v, _, err := GetOrLoadWithSource(ctx, c, key, ttl, load)
 	return v, err
 }
 
-var errNilLoader = fmt.Errorf("%w: nil loader", ErrInvalidValue)
+var (
+	errNilLoader   = fmt.Errorf("%w: nil loader", ErrInvalidValue)
+	errLoadTimeout = fmt.Errorf("load outlived LoadTimeout: %w", context.DeadlineExceeded)
+	errOtherType   = fmt.Errorf("%w: key loaded concurrently as another type", ErrCorruptValue)
+)
 
 // GetOrLoadWithSource is [GetOrLoad] that also reports where the answer
 // came from, for per-call logging or metrics.
 func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, Source, error) {
-	const op = "getorload"
 	var zero T
 	if load == nil {
-		return zero, 0, opErr(op, key, errNilLoader)
+		return zero, 0, opErr(opGetOrLoad, key, errNilLoader)
 	}
 	ttl, err := c.ttl(key, ttl)
 	if err != nil {
-		return zero, 0, opErr(op, key, err)
+		return zero, 0, opErr(opGetOrLoad, key, err)
 	}
 	if err := c.ready(ctx); err != nil {
-		return zero, 0, opErr(op, key, err)
+		return zero, 0, opErr(opGetOrLoad, key, err)
 	}
+	lc := &loadCall[T]{c: c, key: key, ttl: ttl, load: load}
+	v, src, err, again := lc.answer(ctx, false)
+	if again {
+		// The shared load we joined is older than we are, and an
+		// invalidation may lie between: answer anew, taking whatever the
+		// second try gives (it began after that load ended).
+		v, src, err, _ = lc.answer(ctx, true)
+	}
+	return v, src, err
+}
+
+const opGetOrLoad = "getorload"
+
+// loadCall is one GetOrLoad call: its key, TTL and loader, and the steps of
+// answering it. The background refreshes it starts use it too.
+type loadCall[T any] struct {
+	c    *Client
+	key  string // logical
+	k    string // stored, under the namespace generations of the answer
+	ttl  time.Duration
+	load func(context.Context) (T, error)
+}
+
+// loaded is a shared load's value as its flight hands it out.
+type loaded[T any] struct{ v T }
+
+// answer answers from the near cache, from Redis, or through a shared
+// load. again is true when the shared load it joined cannot answer this
+// call (see flight) and retried is false: the caller answers once more.
+func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Source, err error, again bool) {
+	c := lc.c
 	if !c.brk.allow() {
-		return breakerOpenLoad(ctx, c, key, ttl, load)
+		return lc.fallback(ctx, retried)
 	}
-	k, err := c.mapKey(ctx, key)
-	if err != nil {
-		return zero, 0, opErr(op, key, err)
+	if lc.k, err = c.mapKey(ctx, lc.key); err != nil {
+		return v, 0, opErr(opGetOrLoad, lc.key, err), false
 	}
-	if !c.nodeAllows(ctx, k) {
-		return breakerOpenLoad(ctx, c, key, ttl, load)
+	if !c.nodeAllows(ctx, lc.k) {
+		return lc.fallback(ctx, retried)
 	}
 	var seq uint64
 	if c.near != nil {
-		if ent, ok := c.near.load(k); ok && ent.live() {
+		if ent, ok := c.near.load(lc.k); ok && ent.live() {
 			// A value kept as another type is read from Redis instead.
-			if v, isT := ent.v.(T); isT || ent.negative {
-				return answer(c, key, k, ttl, v, ent.negative, ent.freshUntil, ent.loadCost, load)
+			if kept, isT := ent.v.(T); isT || ent.negative {
+				v, src, err = lc.hit(kept, ent.env, ent.negative)
+				return v, src, err, false
 			}
 		}
 		seq = c.near.seq.Load()
 	}
-	b, err := c.get(ctx, k)
+	b, err := c.get(ctx, lc.k)
 	switch {
 	case err == nil:
-		if v, e, ok := decodeStored[T](c, b); ok {
-			negative := e.flags&flagNegative != 0
+		e, _, derr := c.decodeStored(b, &v)
+		switch {
+		case derr == nil || derr == errNegative:
+			negative := derr == errNegative
 			if c.near != nil {
 				var kept any
 				if !negative {
 					kept = v
 				}
-				c.near.store(k, c.nearEntryOf(e, kept), seq)
+				c.near.store(lc.k, c.nearEntryOf(e, kept), seq)
 			}
-			return answer(c, key, k, ttl, v, negative, e.freshUntil, e.loadCost, load)
+			v, src, err = lc.hit(v, e, negative)
+			return v, src, err, false
+		case derr == errLeaseOnly:
+			c.ctr.miss(lc.key) // another load is filling it
+		default:
+			c.ctr.fail(lc.key) // undecodable: load (see acquire for what is overwritten)
 		}
-		c.ctr.fail(key) // undecodable: load and overwrite it
 	case errors.Is(err, redis.Nil):
-		c.ctr.miss(key)
+		c.ctr.miss(lc.key)
 	case ctx.Err() != nil:
-		c.ctr.fail(key)
-		return zero, 0, opErr(op, key, err)
+		c.ctr.fail(lc.key)
+		return v, 0, opErr(opGetOrLoad, lc.key, err), false
 	default:
-		c.ctr.fail(key)
-		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", op, "key", key, "error", err)
-		return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
+		c.ctr.fail(lc.key)
+		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
+		return lc.fallback(ctx, retried)
 	}
-	return sharedLoad(ctx, c, key, k, ttl, load, modeForeground)
+	return lc.shared(ctx, lc.k, modeLoad, retried)
 }
 
-// breakerOpenLoad serves the loader's value while the breaker is open. It
-// still validates the key, so a call that fails with Redis up fails the
-// same way during an outage.
-func breakerOpenLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, Source, error) {
-	k, err := c.storageKey(key)
+// fallback serves the loader's value without Redis (it is failing, or
+// the breaker is open). It still validates the key, so a call that fails
+// with Redis up fails the same way during an outage.
+func (lc *loadCall[T]) fallback(ctx context.Context, retried bool) (T, Source, error, bool) {
+	k, err := lc.c.storageKey(lc.key)
 	if err != nil {
 		var zero T
-		return zero, 0, opErr("getorload", key, err)
+		return zero, 0, opErr(opGetOrLoad, lc.key, err), false
 	}
-	return sharedLoad(ctx, c, key, "\x00fallback:"+k, ttl, load, modeFallback)
+	lc.k = k
+	lc.c.ctr.fallbacks.Add(1)
+	return lc.shared(ctx, "\x00fallback:"+k, modeFallback, retried)
 }
 
-// decodeStored decodes a stored envelope and, unless it is a negative
-// entry, its payload as a T; ok is false when the bytes are not a
-// rediscache value or not a T.
-func decodeStored[T any](c *Client, b []byte) (v T, e envelope, ok bool) {
-	e, err := decodeEnvelope(b)
-	if err != nil {
-		return v, e, false
-	}
-	if e.flags&flagNegative == 0 && c.opt.Codec.Unmarshal(e.payload, &v) != nil {
-		return v, e, false
-	}
-	return v, e, true
-}
-
-// answer answers from a cached value: ErrNotFound for a negative entry,
-// else v, starting an early refresh (XFetch) near freshUntil or a refresh
-// past it (serving v stale).
-func answer[T any](c *Client, key, k string, ttl time.Duration, v T, negative bool, freshUntil int64, loadCost uint32, load func(context.Context) (T, error)) (T, Source, error) {
-	c.ctr.hit(key)
+// hit answers from a cached value: ErrNotFound for a negative entry, else
+// v, starting an early refresh (XFetch) near its freshness end or a
+// refresh past it (serving v stale).
+func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
+	c := lc.c
+	c.ctr.hit(lc.key)
 	if negative {
 		c.ctr.negativeHits.Add(1)
 		var zero T
 		return zero, SourceHit, ErrNotFound
 	}
-	if freshUntil == 0 {
+	if e.freshUntil == 0 {
 		return v, SourceHit, nil
 	}
 	now := time.Now().UnixMilli()
-	if now >= freshUntil {
+	if now >= e.freshUntil {
 		c.ctr.staleServed.Add(1)
-		refreshInBackground(c, key, k, ttl, load)
+		lc.refresh(e)
 		return v, SourceStale, nil
 	}
-	if c.xfetch(freshUntil, loadCost, now) && refreshInBackground(c, key, k, ttl, load) {
+	if c.xfetch(e.freshUntil, e.loadCost, now) && lc.refresh(e) {
 		c.ctr.earlyRefreshes.Add(1)
 	}
 	return v, SourceHit, nil
@@ -195,177 +230,435 @@ func (c *Client) xfetch(freshUntil int64, loadCost uint32, nowMs int64) bool {
 	return float64(nowMs)-deltaMs*beta*math.Log(1-mrand.Float64()) >= float64(freshUntil)
 }
 
-// refreshInBackground starts one bounded background load of key unless
-// the Client is busy or closed, and reports whether it started.
-func refreshInBackground[T any](c *Client, key, k string, ttl time.Duration, load func(context.Context) (T, error)) bool {
-	return c.bg.tryGo(func() {
-		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
-		defer cancel()
-		_, _, _ = c.flight.Do(k, func() (any, error) {
-			return loadAndStore(ctx, c, key, k, ttl, load, modeBackground)
-		})
-	})
-}
-
 type loadMode uint8
 
 const (
-	modeForeground loadMode = iota // lease, or wait for another process's value; then store
-	modeBackground                 // lease or skip; then store
-	modeFallback                   // Redis is failing: load only
+	modeLoad     loadMode = iota // lease, or wait for another process's value; then a guarded store
+	modeFallback                 // Redis is failing: load only
 )
 
-// loaded is what a shared load hands every caller sharing it.
-type loaded[T any] struct {
-	v   T
-	src Source
+// shared runs the call through the flight of flightKey: it starts the
+// flight when none is running, then waits for its outcome, its own ctx,
+// or LoadTimeout. A caller that joined the flight after the point its
+// outcome is certified at gets again (unless retried).
+func (lc *loadCall[T]) shared(ctx context.Context, flightKey string, mode loadMode, retried bool) (v T, src Source, err error, again bool) {
+	c := lc.c
+	f, joined, lead := c.flight.join(flightKey, c.opt.LoadTimeout)
+	if lead && !lc.start(ctx, flightKey, f, mode) {
+		return v, 0, opErr(opGetOrLoad, lc.key, ErrClosed), false
+	}
+	timeout := time.NewTimer(time.Until(f.deadline) + c.loadGrace())
+	defer timeout.Stop()
+	select {
+	case <-f.done:
+	case <-ctx.Done():
+		return v, 0, opErr(opGetOrLoad, lc.key, ctx.Err()), false
+	case <-timeout.C:
+		return v, 0, opErr(opGetOrLoad, lc.key, errLoadTimeout), false
+	}
+	if !retried && !f.takes(joined) {
+		return v, 0, nil, true
+	}
+	err = f.err
+	if err != nil && errors.Is(err, context.Canceled) && c.bg.ctx.Err() != nil && ctx.Err() == nil {
+		err = opErr(opGetOrLoad, lc.key, ErrClosed) // Close cancelled the load, not the caller
+	}
+	r, ok := f.val.(loaded[T])
+	if !ok && f.val != nil {
+		err = errOtherType
+	}
+	src = f.src
+	if mode == modeFallback && src != 0 {
+		src = SourceFallback
+	}
+	return r.v, src, err, false
 }
 
-// sharedLoad runs one load per flight key for all concurrent callers of
-// this Client. The load runs on a context detached from the caller's
+// start runs the flight f in a goroutine of its own (one per shared load,
+// whoever waits for it), on a context detached from the caller's
 // cancellation (its values kept), bounded by LoadTimeout and cancelled by
-// Close; the caller waits for it or for its own ctx.
-func sharedLoad[T any](ctx context.Context, c *Client, key, flightKey string, ttl time.Duration, load func(context.Context) (T, error), mode loadMode) (T, Source, error) {
-	var zero T
-	if mode == modeFallback {
-		c.ctr.fallbacks.Add(1)
-	}
-	ch := make(chan loaded[T], 1)
-	errc := make(chan error, 1)
+// Close. It reports false, with f finished, when the Client is closed.
+func (lc *loadCall[T]) start(ctx context.Context, flightKey string, f *flight, mode loadMode) bool {
+	c := lc.c
+	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), f.deadline)
 	started := c.bg.goRun(func() {
-		run := func() (any, error) {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
-			defer cancel()
-			stop := context.AfterFunc(c.bg.ctx, cancel)
-			defer stop()
-			return loadAndStore(lctx, c, key, flightKey, ttl, load, mode)
+		defer cancel()
+		stop := context.AfterFunc(c.bg.ctx, cancel)
+		defer stop()
+		var o outcome
+		defer func() { c.flight.finish(flightKey, f, o.val, o.src, o.err, o.cert) }()
+		defer func() {
+			if r := recover(); r != nil { // a bug of ours: fail the callers, not the process
+				o = outcome{err: newLoaderPanic(r), cert: math.MaxUint64}
+			}
+		}()
+		if mode == modeFallback {
+			cert := f.mark()
+			v, _, err := callLoader(lctx, c, lc.load)
+			o = outcome{val: loaded[T]{v}, src: SourceFallback, err: err, cert: cert}
+			return
 		}
-		val, err, _ := c.flight.Do(flightKey, run)
-		for val == nil && err == nil {
-			// We joined a background refresh that skipped its load because
-			// another process holds the lease: run our own (which never
-			// returns nil, nil).
-			val, err, _ = c.flight.Do(flightKey, run)
-		}
-		r, ok := val.(loaded[T])
-		if !ok && err == nil {
-			// The same key was loaded as another type by a concurrent caller.
-			err = fmt.Errorf("%w: key loaded concurrently as another type", ErrCorruptValue)
-		}
-		ch <- r
-		errc <- err
+		o = lc.fly(lctx, f)
 	})
 	if !started {
-		return zero, 0, opErr("getorload", key, ErrClosed)
+		cancel()
+		c.flight.finish(flightKey, f, nil, 0, ErrClosed, math.MaxUint64)
 	}
-	select {
-	case r := <-ch:
-		err := <-errc
-		if err != nil && errors.Is(err, context.Canceled) && c.bg.ctx.Err() != nil && ctx.Err() == nil {
-			// Close cancelled the load, not the caller.
-			err = opErr("getorload", key, ErrClosed)
-		}
-		if mode == modeFallback && r.src != 0 {
-			r.src = SourceFallback
-		}
-		return r.v, r.src, err
-	case <-ctx.Done():
-		return zero, 0, opErr("getorload", key, ctx.Err())
-	}
+	return started
 }
 
-// loadAndStore is the body of a shared load: lease, load, store. A miss
-// with the lease costs three round trips after the first GET: the lease
-// and a re-read of the key in one pipeline, the loader, then the value and
-// the lease's release in one pipeline.
-func loadAndStore[T any](ctx context.Context, c *Client, key, k string, ttl time.Duration, load func(context.Context) (T, error), mode loadMode) (any, error) {
-	var held *lease
-	switch {
-	case mode != modeFallback && c.opt.LockTTL > 0:
-		l, v, found, err := acquireOrWait[T](ctx, c, k, mode)
+// loadGrace is how long past a load's LoadTimeout its callers still wait,
+// so a loader that honours its context returns its own error to them:
+// a tenth of LoadTimeout, at most 100ms.
+func (c *Client) loadGrace() time.Duration { return min(c.opt.LoadTimeout/10, 100*time.Millisecond) }
+
+// outcome is what a flight hands its callers.
+type outcome struct {
+	val  any
+	src  Source
+	err  error
+	cert uint64
+}
+
+// fly is the body of a shared load: take the key's lease (or find the
+// value another load stored), load, store guarded by the lease.
+func (lc *loadCall[T]) fly(ctx context.Context, f *flight) outcome {
+	a := lc.acquire(ctx, f)
+	if a.found {
+		return outcome{val: loaded[T]{a.v}, src: SourceHit, err: a.err, cert: a.cert}
+	}
+	return lc.loadAndStore(ctx, f, a)
+}
+
+// acquired is what acquire found.
+type acquired[T any] struct {
+	// guard is the header the store must find at the key: our lease, or a
+	// value of ours that is not a T (overwritten); "" means do not store.
+	guard string
+	lease bool // guard is our lease: extend it while loading, release it on failure
+	found bool // v (or err, ErrNotFound) was stored by someone else
+	v     T
+	err   error
+	cert  uint64
+	gone  bool // wait: the lease we waited on went without a value
+}
+
+// acquire writes a lease into the missing key (SET NX PX, in one pipeline
+// with a re-read of the key), or finds what is there: a value another load
+// or a Set stored (used as is), another process's lease (its value is
+// waited for up to LockTTL), or bytes it cannot read as a T: a value of
+// ours is overwritten under a guard, foreign bytes and counters never are.
+// A failure of Redis means load without storing.
+func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
+	c := lc.c
+	lease := newLease()
+	var deadline time.Time
+	if c.opt.LockTTL > 0 {
+		deadline = time.Now().Add(c.opt.LockTTL)
+	}
+	for range 3 {
+		if !c.brk.allow() {
+			return acquired[T]{}
+		}
+		cert := f.mark()
+		pipe := c.one.Pipeline()
+		setnx := pipe.SetNX(ctx, lc.k, lease, c.leaseTTL())
+		get := pipe.Get(ctx, lc.k)
+		start := mono()
+		_, err := pipe.Exec(ctx)
+		if errors.Is(err, redis.Nil) {
+			err = nil
+		}
+		c.observe(lc.k, start, err)
+		ok, err := setnx.Result()
 		switch {
-		case found:
-			return loaded[T]{v: v, src: SourceHit}, err
-		case l == nil && mode == modeBackground:
-			return nil, nil // another process is refreshing it
+		case err != nil:
+			return acquired[T]{}
+		case ok:
+			return acquired[T]{guard: lease, lease: true}
 		}
-		held = l
-	case mode == modeForeground:
-		// A load that finished between our miss and this flight, here or in
-		// another process, already stored the value: use it.
-		if v, found, err := recheck[T](ctx, c, k); found {
-			return loaded[T]{v: v, src: SourceHit}, err
+		b, err := get.Bytes()
+		if err != nil {
+			continue // gone again since the SET: try once more
 		}
-	}
-	v, cost, err := callLoader(ctx, c, load)
-	if errors.Is(err, ErrNotFound) {
-		var neg *envelope
-		if mode != modeFallback && c.opt.NegativeTTL > 0 {
-			neg = &envelope{flags: flagNegative, created: time.Now().UnixMilli()}
+		a, waitFor := lc.found(b, cert)
+		if !waitFor {
+			return a
 		}
-		c.storeAndRelease(ctx, key, k, neg, c.opt.NegativeTTL, held)
-		return loaded[T]{src: SourceLoaded}, err
-	}
-	if err != nil {
-		c.storeAndRelease(ctx, key, k, nil, 0, held)
-		return loaded[T]{}, err
-	}
-	var e *envelope
-	if mode != modeFallback {
-		if p, err := c.opt.Codec.Marshal(v); err != nil {
-			c.ctr.fail(key)
-		} else if c.opt.MaxValueSize < 0 || len(p)+envHeaderSize <= c.opt.MaxValueSize {
-			now := time.Now()
-			e = &envelope{
-				created:    now.UnixMilli(),
-				freshUntil: now.Add(ttl).UnixMilli(),
-				loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
-				payload:    p,
-			}
+		if deadline.IsZero() {
+			return acquired[T]{} // LockTTL -1: the guard holds, only the waiting is off
 		}
+		if a = lc.wait(ctx, f, deadline); !a.gone {
+			return a
+		}
+		// The lease went without a value: take it ourselves.
 	}
-	c.storeAndRelease(ctx, key, k, e, ttl+c.opt.StaleTTL, held)
-	return loaded[T]{v: v, src: SourceLoaded}, nil
+	return acquired[T]{}
 }
 
-// recheck reads k once more before loading.
-func recheck[T any](ctx context.Context, c *Client, k string) (v T, found bool, err error) {
-	if !c.brk.allow() {
-		return v, false, nil
-	}
-	start := mono()
-	b, gerr := c.one.Get(ctx, k).Bytes()
-	if errors.Is(gerr, redis.Nil) {
-		c.observe(k, start, nil)
-		return v, false, nil
-	}
-	c.observe(k, start, gerr)
-	if gerr != nil {
-		return v, false, nil
-	}
-	return decodeLoaded[T](c, b)
-}
-
-// decodeLoaded decodes a value another load stored: found is false when it
-// cannot be read as a T.
-func decodeLoaded[T any](c *Client, b []byte) (v T, found bool, err error) {
-	v, e, ok := decodeStored[T](c, b)
+// found turns bytes read at the key into what acquire returns; waitFor is
+// true when they are another load's lease.
+func (lc *loadCall[T]) found(b []byte, cert uint64) (a acquired[T], waitFor bool) {
+	e, kind, err := lc.c.decodeStored(b, &a.v)
 	switch {
-	case !ok:
-		return v, false, nil
-	case e.flags&flagNegative != 0:
-		return v, true, ErrNotFound
+	case err == nil:
+		a.found, a.cert = true, cert
+	case err == errNegative:
+		a.found, a.cert, a.err = true, cert, ErrNotFound
+	case kind == storedLease:
+		return a, true
+	case kind == storedValue:
+		a.guard = e.header() // ours, but not a T (a changed type): replace it
 	}
-	return v, true, nil
+	return a, false
 }
 
-// callLoader runs load, counting it and turning a panic into an error.
+// wait polls for the value another process is loading, with backoff (5ms
+// doubling to 100ms), until it appears, the lease disappears (gone), the
+// deadline or a failure.
+func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) acquired[T] {
+	c := lc.c
+	delay := 5 * time.Millisecond
+	timer := time.NewTimer(delay)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return acquired[T]{}
+		case <-timer.C:
+		}
+		cert := f.mark()
+		start := mono()
+		b, err := c.one.Get(ctx, lc.k).Bytes()
+		switch {
+		case errors.Is(err, redis.Nil):
+			c.observe(lc.k, start, nil)
+			return acquired[T]{gone: true}
+		case err != nil:
+			c.observe(lc.k, start, err)
+			return acquired[T]{}
+		}
+		c.observe(lc.k, start, nil)
+		if a, waitFor := lc.found(b, cert); !waitFor {
+			if !a.found {
+				a.guard = "" // not what we waited for: load, don't overwrite
+			}
+			return a
+		}
+		remaining := time.Until(deadline)
+		if remaining <= 0 {
+			return acquired[T]{}
+		}
+		delay = min(2*delay, 100*time.Millisecond, remaining)
+		timer.Reset(delay)
+	}
+}
+
+// leaseTTL is the lifetime of a load's lease; it is extended while the
+// loader runs.
+func (c *Client) leaseTTL() time.Duration {
+	if c.opt.LockTTL > 0 {
+		return c.opt.LockTTL
+	}
+	return DefaultLockTTL
+}
+
+// loadAndStore calls the loader and stores its value (or a negative entry
+// for ErrNotFound) guarded by a.guard. The outcome is certified at the
+// store when it was written, else at the loader call.
+func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T]) outcome {
+	c := lc.c
+	var keep func()
+	if a.lease {
+		keep = lc.keepLease(a.guard)
+	}
+	cert := f.mark()
+	v, cost, err := callLoader(ctx, c, lc.load)
+	if keep != nil {
+		keep()
+	}
+	o := outcome{val: loaded[T]{v}, src: SourceLoaded, err: err, cert: cert}
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		o.cert = math.MaxUint64 // an error is no stale value: every caller takes it
+	}
+	if a.guard == "" {
+		return o
+	}
+	e, ttl := c.loadedEnvelope(lc.key, v, err, cost, lc.ttl)
+	if e == nil {
+		if a.lease {
+			c.releaseLease(ctx, lc.k, a.guard)
+		}
+		return o
+	}
+	storeCert := f.mark()
+	if c.storeGuarded(ctx, lc.key, lc.k, a.guard, *e, ttl) {
+		o.cert = storeCert
+	}
+	return o
+}
+
+// loadedEnvelope returns what a load stores for the loader's result and
+// for how long: the value, fresh for ttl and kept StaleTTL more; a
+// negative entry for ErrNotFound (unless NegativeTTL is -1); nil for any
+// other error, or a value that cannot be encoded or is over MaxValueSize
+// (counted as an error).
+func (c *Client) loadedEnvelope(key string, v any, err error, cost time.Duration, ttl time.Duration) (*envelope, time.Duration) {
+	now := time.Now()
+	switch {
+	case errors.Is(err, ErrNotFound):
+		if c.opt.NegativeTTL <= 0 {
+			return nil, 0
+		}
+		return &envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp()}, c.opt.NegativeTTL
+	case err != nil:
+		return nil, 0
+	}
+	p, merr := c.opt.Codec.Marshal(v)
+	if merr != nil || (c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize) {
+		c.ctr.fail(key)
+		return nil, 0
+	}
+	return &envelope{
+		created:    now.UnixMilli(),
+		freshUntil: now.Add(ttl).UnixMilli(),
+		loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
+		stamp:      newStamp(),
+		payload:    p,
+	}, ttl + c.opt.StaleTTL
+}
+
+// storeGuarded writes e at stored key k for ttl if k still starts with
+// guard, and reports whether it did. A refused store (the key was written
+// or removed meanwhile) is counted in Stats.StoresRefused; a failure is
+// counted and logged, not returned: the caller already has its value, and
+// a lease not released expires.
+func (c *Client) storeGuarded(ctx context.Context, key, k, guard string, e envelope, ttl time.Duration) bool {
+	if !c.brk.allow() {
+		return false
+	}
+	if c.near != nil {
+		c.near.written(k)
+	}
+	// The load's own deadline may have passed (a loader that timed out):
+	// the store must still go out, bounded on its own.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	start := mono()
+	n, err := runScript(ctx, c.one, casSetScript, []string{k}, guard, encodeEnvelope(e), pxArg(ttl))
+	c.observeOp(opSet, k, start, err)
+	c.countStore(key, n, err)
+	return err == nil && n == 1
+}
+
+// releaseLease deletes our lease at k after a load that stores nothing,
+// so the next miss loads at once instead of waiting for it to expire.
+func (c *Client) releaseLease(ctx context.Context, k, lease string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	start := mono()
+	_, err := runScript(ctx, c.one, casDelScript, []string{k}, lease)
+	c.observe(k, start, err)
+}
+
+// keepLease extends the lease at the call's key every half leaseTTL while
+// the loader runs, so a load slower than LockTTL still holds the key when
+// it stores; the returned func stops it.
+func (lc *loadCall[T]) keepLease(lease string) (stop func()) {
+	c := lc.c
+	ttl := c.leaseTTL()
+	return c.every(ttl/2, func(ctx context.Context) bool {
+		n, err := runScript(ctx, c.one, casPExpireScript, []string{lc.k}, lease, pxArg(ttl))
+		return err == nil && n == 1
+	})
+}
+
+// refresh starts one bounded background load of the call's key that
+// stores only while the key still holds the value e it refreshes, unless
+// a refresh of the key is running here, the Client is busy or closed. It
+// reports whether it started. Across processes, a short lock
+// (key + "\x00lock", LockTTL) lets one process refresh at a time.
+func (lc *loadCall[T]) refresh(e envelope) bool {
+	c := lc.c
+	flightKey := "\x00refresh:" + lc.k
+	if c.flight.running(flightKey) {
+		return false
+	}
+	return c.bg.tryGo(func() {
+		f, _, lead := c.flight.join(flightKey, c.opt.LoadTimeout)
+		if !lead {
+			return
+		}
+		defer c.flight.finish(flightKey, f, nil, 0, nil, 0)
+		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
+		defer cancel()
+		lc.refreshNow(ctx, e.header())
+	})
+}
+
+// refreshNow is the body of a refresh of a value whose header is guard.
+func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
+	c := lc.c
+	lockKey, token := lc.k+"\x00lock", ""
+	if c.opt.LockTTL > 0 {
+		token = newLease()
+		start := mono()
+		ok, err := c.one.SetNX(ctx, lockKey, token, c.opt.LockTTL).Result()
+		c.observe(lockKey, start, err)
+		if err != nil || !ok {
+			return // another process is refreshing it
+		}
+	}
+	v, cost, err := callLoader(ctx, c, lc.load)
+	var cmds []*guardedCmd
+	e, ttl := c.loadedEnvelope(lc.key, v, err, cost, lc.ttl)
+	if e != nil {
+		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{lc.k}, args: []any{guard, encodeEnvelope(*e), pxArg(ttl)}})
+	}
+	if token != "" {
+		cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{lockKey}, args: []any{token}})
+	}
+	if len(cmds) == 0 || !c.brk.allow() {
+		return
+	}
+	if e != nil && c.near != nil {
+		c.near.written(lc.k)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	start := mono()
+	execGuarded(sctx, c.one, cmds)
+	if e == nil {
+		c.observe(lockKey, start, cmds[0].cmd.Err())
+		return
+	}
+	n, err := cmds[0].result()
+	c.observeOp(opSet, lc.k, start, err)
+	c.countStore(lc.key, n, err)
+}
+
+// countStore counts the result of a guarded store: a set, a refused store
+// or an error.
+func (c *Client) countStore(key string, n int64, err error) {
+	switch {
+	case err != nil:
+		c.ctr.fail(key)
+		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
+	case n == 0:
+		c.ctr.storesRefused.Add(1)
+	default:
+		c.ctr.set(key)
+	}
+}
+
+// callLoader runs load, counting it and turning a panic into a
+// *LoaderPanicError.
 func callLoader[T any](ctx context.Context, c *Client, load func(context.Context) (T, error)) (v T, cost time.Duration, err error) {
 	c.ctr.loads.Add(1)
 	start := mono()
 	defer func() {
 		if r := recover(); r != nil {
-			err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+			err = newLoaderPanic(r)
 			c.ctr.loadErrors.Add(1)
 		}
 	}()
@@ -375,144 +668,4 @@ func callLoader[T any](ctx context.Context, c *Client, load func(context.Context
 		c.ctr.loadErrors.Add(1)
 	}
 	return v, cost, err
-}
-
-// storeAndRelease writes e (when non-nil) for ttl and releases held (when
-// non-nil) in one pipeline. A failure is counted and logged, not returned:
-// the caller already has its value, and a lease not released expires.
-func (c *Client) storeAndRelease(ctx context.Context, key, k string, e *envelope, ttl time.Duration, held *lease) {
-	if (e == nil && held == nil) || !c.brk.allow() {
-		return
-	}
-	if e != nil && c.near != nil {
-		c.near.written(k)
-	}
-	// The load's own deadline may have passed (a loader that timed out):
-	// the release must still go out, bounded on its own.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
-	defer cancel()
-	pipe := c.one.Pipeline()
-	var set *redis.StatusCmd
-	if e != nil {
-		set = pipe.Set(ctx, k, encodeEnvelope(*e), ttl)
-	}
-	if held != nil {
-		pipe.Eval(ctx, releaseSource, []string{held.key}, held.token)
-	}
-	start := mono()
-	_, err := pipe.Exec(ctx)
-	c.observeOp(opSet, k, start, err)
-	if set == nil {
-		return
-	}
-	if err := set.Err(); err != nil {
-		c.ctr.fail(key)
-		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
-		return
-	}
-	c.ctr.set(key)
-}
-
-// lease is a cross-process lease this process holds: the lease key and the
-// token that proves it is ours.
-type lease struct{ key, token string }
-
-// releaseSource deletes a lease only if it still holds our token, so a slow
-// loader never deletes a lease another process took after ours expired.
-const releaseSource = `if redis.call("GET", KEYS[1]) == ARGV[1] then return redis.call("DEL", KEYS[1]) end return 0`
-
-// acquireOrWait takes the cross-process lease for k, or waits for the
-// process holding it to store the value. In foreground mode the lease
-// request goes with a re-read of k in one pipeline, so a value stored since
-// our miss is used at once. It returns the lease when it holds it; found
-// with the value (or ErrNotFound) when another load stored it; neither when
-// the wait timed out or Redis failed, and then the caller loads without a
-// lease. In background mode it never waits.
-func acquireOrWait[T any](ctx context.Context, c *Client, k string, mode loadMode) (held *lease, v T, found bool, err error) {
-	var tok [16]byte
-	_, _ = rand.Read(tok[:])
-	l := &lease{key: k + "\x00lock", token: hex.EncodeToString(tok[:])}
-	deadline := time.Now().Add(c.opt.LockTTL)
-	for {
-		if !c.brk.allow() {
-			return nil, v, false, nil
-		}
-		pipe := c.one.Pipeline()
-		setnx := pipe.SetNX(ctx, l.key, l.token, c.opt.LockTTL)
-		var get *redis.StringCmd
-		if mode == modeForeground {
-			get = pipe.Get(ctx, k)
-		}
-		start := mono()
-		_, perr := pipe.Exec(ctx)
-		if errors.Is(perr, redis.Nil) {
-			perr = nil
-		}
-		c.observe(k, start, perr)
-		ok, serr := setnx.Result()
-		if serr != nil {
-			return nil, v, false, nil
-		}
-		if get != nil {
-			if b, gerr := get.Bytes(); gerr == nil {
-				if v, found, err := decodeLoaded[T](c, b); found {
-					if ok {
-						c.storeAndRelease(ctx, "", k, nil, 0, l)
-					}
-					return nil, v, true, err
-				}
-			}
-		}
-		if ok {
-			return l, v, false, nil
-		}
-		if mode == modeBackground {
-			return nil, v, false, nil
-		}
-		v, found, err, lockGone := waitForValue[T](ctx, c, k, l.key, deadline)
-		if found || !lockGone || time.Now().After(deadline) {
-			return nil, v, found, err
-		}
-		// The holder let go without storing a value: try to take over.
-	}
-}
-
-// waitForValue polls for the value another process is loading, with
-// backoff, until it appears, the lease disappears, or the deadline.
-func waitForValue[T any](ctx context.Context, c *Client, k, lockKey string, deadline time.Time) (v T, found bool, err error, lockGone bool) {
-	delay := 5 * time.Millisecond
-	timer := time.NewTimer(delay)
-	defer timer.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return v, false, nil, false
-		case <-timer.C:
-		}
-		pipe := c.rdb.Pipeline()
-		get := pipe.Get(ctx, k)
-		exists := pipe.Exists(ctx, lockKey)
-		start := mono()
-		_, perr := pipe.Exec(ctx)
-		if errors.Is(perr, redis.Nil) {
-			perr = nil
-		}
-		c.observe(k, start, perr)
-		if perr != nil {
-			return v, false, nil, false
-		}
-		if b, gerr := get.Bytes(); gerr == nil {
-			v, found, err := decodeLoaded[T](c, b)
-			return v, found, err, false // not found: unreadable, load ourselves
-		}
-		if exists.Val() == 0 {
-			return v, false, nil, true
-		}
-		remaining := time.Until(deadline)
-		if remaining <= 0 {
-			return v, false, nil, false
-		}
-		delay = min(2*delay, 100*time.Millisecond, remaining)
-		timer.Reset(delay)
-	}
 }

@@ -3,12 +3,13 @@ package rediscache
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
-	"math"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // GetManyOrLoad is the batch form of [GetOrLoad]. It reads every key in one
@@ -19,6 +20,11 @@ import (
 // holding the keys that exist. Keys cached as not found are absent without
 // calling load.
 //
+// As GetOrLoad does, it writes a lease into each missing key before
+// loading and stores a key's value only while the key still holds that
+// lease, so a key invalidated while the loader runs is not stored
+// (Stats.StoresRefused); a call that starts after the invalidation
+// returned loads that key again rather than receive the refused value.
 // Concurrent calls of one Client whose key sets overlap never load the same
 // key twice: a key already being loaded by another call is waited for
 // instead. The load runs detached from the caller's cancellation, bounded
@@ -26,241 +32,441 @@ import (
 // Entries are served stale within Options.StaleTTL like GetOrLoad's (one
 // background load per call refreshes a call's stale keys); when
 // Redis fails for some keys or the breaker is open, those keys are loaded
-// and not stored (fail open).
+// and not stored (fail open). Keys another process is loading are loaded
+// too, not waited for, and not stored.
 //
 // Errors: invalid input ([ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue]
 // for a nil load, [ErrNilContext], [ErrClosed]) returns before anything is
-// sent. A load error (or panic, [ErrLoaderPanic]) is returned with the
+// sent. A load error (or panic, [*LoaderPanicError]) is returned with the
 // values found so far; nothing it covers is cached. If ctx ends first,
 // GetManyOrLoad returns what it has and ctx's error.
 func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl time.Duration, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
-	const op = "getmanyorload"
 	if load == nil {
-		return nil, opErr(op, "", errNilLoader)
+		return nil, opErr(opGetManyOrLoad, "", errNilLoader)
 	}
 	if ttl < 0 {
-		return nil, opErr(op, "", ErrInvalidTTL)
+		return nil, opErr(opGetManyOrLoad, "", ErrInvalidTTL)
 	}
-	out := make(map[string]T, len(keys))
-	var (
-		raw     [][]byte
-		err     error
-		be      *BatchError
-		missing []string
-		stale   []string
-		noStore = map[string]bool{} // keys whose Redis read failed or was skipped: load, don't store
-	)
 	if err := c.ready(ctx); err != nil {
-		return nil, opErr(op, "", err)
+		return nil, opErr(opGetManyOrLoad, "", err)
 	}
-	if !c.brk.allow() {
-		for _, k := range keys {
-			if _, err := c.storageKey(k); err != nil {
-				return nil, opErr(op, k, err)
-			}
-			noStore[k] = true
-		}
-		raw = make([][]byte, len(keys))
-	} else {
-		var b *batch
-		if b, err = c.mapBatch(ctx, op, keys); err == nil {
-			raw, err = c.mgetBatch(ctx, b, true)
-		}
+	m := &manyCall[T]{c: c, ttl: ttl, load: load, out: make(map[string]T, len(keys))}
+	again, err := m.answer(ctx, keys, false)
+	if err == nil && len(again) > 0 {
+		// As for GetOrLoad: these keys' loads are older than this call,
+		// and an invalidation may lie between. Answer them anew once.
+		_, err = m.answer(ctx, again, true)
 	}
-	switch {
-	case err == nil:
-	case errors.As(err, &be):
-		for k := range be.Failed {
-			noStore[k] = true
-		}
-	default:
+	if err != nil && m.invalid {
 		return nil, err
 	}
-	if len(keys) == 0 {
-		return out, nil
-	}
-	now := time.Now().UnixMilli()
-	for i, key := range keys {
-		if _, dup := out[key]; dup || noStore[key] {
-			continue
-		}
-		if raw[i] == nil {
-			c.ctr.miss(key)
-			missing = append(missing, key)
-			continue
-		}
-		v, state := decodeForBatch[T](c, raw[i], now)
-		switch state {
-		case entryFresh:
-			c.ctr.hit(key)
-			out[key] = v
-		case entryStale:
-			c.ctr.hit(key)
-			out[key] = v
-			c.ctr.staleServed.Add(1)
-			stale = append(stale, key)
-		case entryNegative:
-			c.ctr.hit(key)
-			c.ctr.negativeHits.Add(1)
-		case entryBad:
-			c.ctr.fail(key)
-			missing = append(missing, key)
-		}
-	}
-	if len(stale) > 0 {
-		refreshManyInBackground(c, stale, ttl, load)
-	}
-	for k := range noStore {
-		missing = append(missing, k)
-	}
-	if len(missing) == 0 {
-		return out, nil
-	}
-	slices.Sort(missing)
-	missing = slices.Compact(missing)
-	if len(noStore) > 0 {
-		c.ctr.fallbacks.Add(uint64(len(noStore)))
-		c.logf(slog.LevelWarn, "rediscache: redis failed for a batch, serving from the loader", "op", op, "keys", len(noStore))
-	}
+	return m.out, err
+}
 
-	own, waits := c.keyLoads.claim(missing)
+const opGetManyOrLoad = "getmanyorload"
+
+// manyCall is one GetManyOrLoad call: its TTL and loader, the answer so
+// far, and the steps of answering it.
+type manyCall[T any] struct {
+	c       *Client
+	ttl     time.Duration
+	load    func(context.Context, []string) (map[string]T, error)
+	out     map[string]T
+	invalid bool // the error is a validation error: return no map
+}
+
+// readState is what the batch read found.
+type readState struct {
+	missing []keyWant    // keys to load, with what their store may overwrite
+	stale   []keyWant    // stale keys served, to refresh
+	failed  map[int]bool // indexes whose Redis read failed or was skipped
+}
+
+// keyWant is a key to load: logical and stored, and the guard its store
+// needs ("" with lease: take a lease first; "" without: do not store).
+type keyWant struct {
+	key, k string
+	guard  string
+	lease  bool
+}
+
+// answer answers keys into m.out and returns the keys whose shared loads
+// this call could not take (see flight); retried takes every outcome.
+func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) ([]string, error) {
+	c := m.c
+	st, err := m.read(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(st.stale) > 0 {
+		refreshManyInBackground(c, st.stale, m.ttl, m.load)
+	}
+	if len(st.missing) == 0 {
+		return nil, nil
+	}
+	if len(st.failed) > 0 {
+		c.ctr.fallbacks.Add(uint64(len(st.failed)))
+		c.logf(slog.LevelWarn, "rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
+	}
+	own, waits := c.keyLoads.claim(st.missing, c.opt.LoadTimeout)
+	for _, w := range own {
+		waits = append(waits, keyWait{w: w, key: w.key})
+	}
 	if len(own) > 0 {
 		started := c.bg.goRun(func() {
 			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
 			defer cancel()
 			stop := context.AfterFunc(c.bg.ctx, cancel)
 			defer stop()
-			loadBatch(lctx, c, own, ttl, load, noStore)
+			loadBatch(lctx, c, own, m.ttl, m.load)
 		})
 		if !started {
-			c.keyLoads.finish(own, nil, ErrClosed)
+			c.keyLoads.finish(own, ErrClosed)
 		}
 	}
-	var errs []error
-	for _, w := range append(own, waits...) {
+	return m.collect(ctx, waits, retried)
+}
+
+// read reads every key in one batch and sorts them: hits go to m.out, the
+// rest to the state's lists.
+func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error) {
+	c := m.c
+	st := readState{failed: map[int]bool{}}
+	var (
+		raw [][]byte
+		ks  []string
+		err error
+	)
+	if !c.brk.allow() {
+		ks = make([]string, len(keys))
+		for i, key := range keys {
+			if ks[i], err = c.storageKey(key); err != nil {
+				m.invalid = true
+				return st, opErr(opGetManyOrLoad, key, err)
+			}
+			st.failed[i] = true
+		}
+		raw = make([][]byte, len(keys))
+	} else {
+		b, merr := c.mapBatch(ctx, opGetManyOrLoad, keys)
+		if merr != nil {
+			m.invalid = true
+			return st, merr
+		}
+		ks = b.ks
+		raw, err = c.mgetBatch(ctx, b, true)
+	}
+	var be *BatchError
+	switch {
+	case err == nil:
+	case errors.As(err, &be):
+		for i, key := range keys {
+			if be.Failed[key] != nil {
+				st.failed[i] = true
+			}
+		}
+	default:
+		return st, err
+	}
+	m.sort(&st, keys, ks, raw)
+	return st, nil
+}
+
+// sort decodes the raw values of keys (stored keys ks) and files each key.
+func (m *manyCall[T]) sort(st *readState, keys, ks []string, raw [][]byte) {
+	c := m.c
+	now := time.Now().UnixMilli()
+	seen := make(map[string]bool, len(keys))
+	for i, key := range keys {
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		want := keyWant{key: key, k: ks[i], lease: true}
+		switch {
+		case st.failed[i]:
+			want.lease = false
+			st.missing = append(st.missing, want)
+			continue
+		case raw[i] == nil:
+			c.ctr.miss(key)
+			st.missing = append(st.missing, want)
+			continue
+		}
+		var v T
+		e, kind, err := c.decodeStored(raw[i], &v)
+		switch {
+		case err == errNegative:
+			c.ctr.hit(key)
+			c.ctr.negativeHits.Add(1)
+		case err != nil:
+			c.ctr.fail(key)
+			want.lease = false
+			if kind == storedValue {
+				want.guard = e.header() // ours, not a T: replace it
+			}
+			st.missing = append(st.missing, want)
+		case e.freshUntil != 0 && now >= e.freshUntil:
+			c.ctr.hit(key)
+			c.ctr.staleServed.Add(1)
+			m.out[key] = v
+			want.lease, want.guard = false, e.header()
+			st.stale = append(st.stale, want)
+		default:
+			c.ctr.hit(key)
+			m.out[key] = v
+		}
+	}
+}
+
+// collect waits for the keys' loads and adds their values to m.out. It
+// returns the keys whose outcome this call may not take (unless retried)
+// and the load errors joined.
+func (m *manyCall[T]) collect(ctx context.Context, waits []keyWait, retried bool) ([]string, error) {
+	var (
+		again []string
+		errs  []error
+	)
+	for _, kw := range waits {
+		w := kw.w
+		timeout := time.NewTimer(time.Until(w.deadline) + m.c.loadGrace())
 		select {
 		case <-w.done:
+			timeout.Stop()
 		case <-ctx.Done():
-			return out, opErr(op, "", ctx.Err())
+			timeout.Stop()
+			return nil, opErr(opGetManyOrLoad, "", ctx.Err())
+		case <-timeout.C:
+			return nil, opErr(opGetManyOrLoad, "", errLoadTimeout)
 		}
-		if w.err != nil {
+		switch {
+		case !retried && !w.takes(kw.joined):
+			again = append(again, kw.key)
+		case w.err != nil:
 			if !slices.ContainsFunc(errs, func(e error) bool { return errors.Is(e, w.err) }) {
 				errs = append(errs, w.err)
 			}
-			continue
-		}
-		if !w.found {
-			continue
-		}
-		if v, ok := w.val.(T); ok {
-			out[w.key] = v
+		case w.found:
+			if v, ok := w.val.(T); ok {
+				m.out[kw.key] = v
+			}
 		}
 	}
-	return out, errors.Join(errs...)
-}
-
-type entryState uint8
-
-const (
-	entryBad entryState = iota
-	entryFresh
-	entryStale
-	entryNegative
-)
-
-func decodeForBatch[T any](c *Client, b []byte, nowMs int64) (v T, s entryState) {
-	v, e, ok := decodeStored[T](c, b)
-	switch {
-	case !ok:
-		return v, entryBad
-	case e.flags&flagNegative != 0:
-		return v, entryNegative
-	case e.freshUntil != 0 && nowMs >= e.freshUntil:
-		return v, entryStale
-	}
-	return v, entryFresh
+	return again, errors.Join(errs...)
 }
 
 // refreshManyInBackground starts one bounded background load of the stale
 // keys that no other call of this Client is loading, unless the Client is
-// busy or closed. Unlike GetOrLoad's refresh it takes no Redis lease: each
-// process may refresh a stale batch once.
-func refreshManyInBackground[T any](c *Client, keys []string, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
+// busy or closed. Each key's store is guarded by the value it refreshes.
+// Unlike GetOrLoad's refresh it takes no cross-process lock: each process
+// may refresh a stale batch once.
+func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
 	c.bg.tryGo(func() {
-		own, _ := c.keyLoads.claim(keys)
+		own, _ := c.keyLoads.claim(stale, c.opt.LoadTimeout)
 		if len(own) == 0 {
 			return
 		}
 		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
 		defer cancel()
-		loadBatch(ctx, c, own, ttl, load, nil)
+		loadBatch(ctx, c, own, ttl, load)
 	})
 }
 
-// loadBatch calls load for the keys this call owns, stores the results and
-// the negative entries, and hands every key's outcome to its waiters.
-func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), noStore map[string]bool) {
+// loadBatch takes the leases of the keys this call owns, calls load for
+// them, stores the results and the negative entries under their guards,
+// and hands every key's outcome to its waiters.
+func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
+	defer func() {
+		if r := recover(); r != nil { // a bug of ours: fail the waiters, not the process
+			c.keyLoads.finish(own, newLoaderPanic(r))
+		}
+	}()
+	leases := c.takeLeases(ctx, own)
+	keep := c.keepLeases(leases)
 	keys := make([]string, len(own))
 	for i, w := range own {
 		keys[i] = w.key
+		w.certLoad = w.mark()
 	}
 	c.ctr.loads.Add(1)
-	start := time.Now()
+	start := mono()
 	vals, err := func() (m map[string]T, err error) {
 		defer func() {
 			if r := recover(); r != nil {
-				err = fmt.Errorf("%w: %v", ErrLoaderPanic, r)
+				err = newLoaderPanic(r)
 			}
 		}()
 		return load(ctx, keys)
 	}()
-	cost := time.Since(start)
+	cost := mono() - start
+	keep()
 	if err != nil {
 		c.ctr.loadErrors.Add(1)
-		c.keyLoads.finish(own, nil, err)
+		c.releaseLeases(ctx, leases)
+		c.keyLoads.finish(own, err)
 		return
 	}
-	found := make(map[string]any, len(vals))
-	values := map[string][]byte{}
-	negatives := map[string][]byte{}
-	now := time.Now()
-	for _, k := range keys {
-		v, ok := vals[k]
-		if ok {
-			found[k] = v
+	get := func(key string) (any, bool) {
+		v, ok := vals[key]
+		return v, ok
+	}
+	c.storeLoaded(ctx, own, get, cost, ttl)
+	// Each key's outcome is handed out only after its store, so a call that
+	// starts after this one returns finds it in Redis.
+	c.keyLoads.finishFound(own, get)
+}
+
+// takeLeases writes a lease into every owned key that wants one (SET NX
+// PX, pipelined: one round trip per node per 500 keys) and sets the guard
+// of those it got. A key whose lease is refused (another process loads it,
+// or a value appeared) is loaded and not stored. It returns the keys
+// leased.
+func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
+	var want []*keyLoad
+	for _, w := range own {
+		if w.lease && w.guard == "" {
+			want = append(want, w)
 		}
-		if noStore[k] {
+	}
+	if len(want) == 0 || !c.brk.allow() {
+		return nil
+	}
+	ttl := c.leaseTTL()
+	var (
+		mu   sync.Mutex
+		held []*keyLoad
+	)
+	c.chunked(ctx, len(want), func(ctx context.Context, lo, hi int) {
+		pipe := c.rdb.Pipeline()
+		cmds := make([]*redis.BoolCmd, hi-lo)
+		leases := make([]string, hi-lo)
+		for j := range cmds {
+			leases[j] = newLease()
+			cmds[j] = pipe.SetNX(ctx, want[lo+j].k, leases[j], ttl)
+		}
+		start := mono()
+		_, err := pipe.Exec(ctx)
+		c.observeOp(opBatch, "", start, err)
+		mu.Lock()
+		defer mu.Unlock()
+		for j, cmd := range cmds {
+			if ok, err := cmd.Result(); err == nil && ok {
+				w := want[lo+j]
+				w.guard = leases[j]
+				held = append(held, w)
+			}
+		}
+	})
+	return held
+}
+
+// storeLoaded stores, under each key's guard, the loader's value or a
+// negative entry, releases the leases of keys it does not store, and sets
+// each key's certification mark: its store if it was written, else its
+// loader call.
+func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, get func(key string) (any, bool), cost time.Duration, ttl time.Duration) {
+	var cmds []*guardedCmd
+	var stored []*keyLoad
+	for _, w := range own {
+		w.cert = w.certLoad
+		if w.guard == "" {
 			continue
 		}
-		switch {
-		case ok:
-			p, err := c.opt.Codec.Marshal(v)
-			if err != nil || c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
-				continue
+		v, ok := get(w.key)
+		var lerr error
+		if !ok {
+			lerr = ErrNotFound
+		}
+		e, d := c.loadedEnvelope(w.key, v, lerr, cost, c.freshTTL(w.key, ttl))
+		if e == nil {
+			if w.lease {
+				cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{w.k}, args: []any{w.guard}})
 			}
-			values[k] = encodeEnvelope(envelope{
-				created:    now.UnixMilli(),
-				freshUntil: now.Add(c.freshTTL(k, ttl)).UnixMilli(),
-				loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
-				payload:    p,
-			})
-		case c.opt.NegativeTTL > 0:
-			negatives[k] = encodeEnvelope(envelope{flags: flagNegative, created: now.UnixMilli()})
+			continue
+		}
+		w.certStore = w.mark()
+		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{w.k}, args: []any{w.guard, encodeEnvelope(*e), pxArg(d)}})
+		stored = append(stored, w)
+	}
+	if len(cmds) == 0 || !c.brk.allow() {
+		return
+	}
+	for _, w := range stored {
+		if c.near != nil {
+			c.near.written(w.k)
 		}
 	}
-	// Store before handing the values out, so a call that starts after this
-	// one returns finds them in Redis.
-	defer c.keyLoads.finishFound(own, found)
-	if len(values) > 0 {
-		if err := c.storeBatch(ctx, values, ttl, c.opt.StaleTTL); err != nil {
-			c.logf(slog.LevelWarn, "rediscache: storing loaded values failed", "error", err)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second+time.Duration(len(cmds))*time.Millisecond)
+	defer cancel()
+	c.chunked(ctx, len(cmds), func(ctx context.Context, lo, hi int) {
+		start := mono()
+		execGuarded(ctx, c.rdb, cmds[lo:hi])
+		c.observeOp(opBatch, "", start, nil)
+	})
+	i := 0
+	for _, g := range cmds {
+		if g.s != casSetScript {
+			continue
+		}
+		w := stored[i]
+		i++
+		n, err := g.result()
+		c.countStore(w.key, n, err)
+		if err == nil && n == 1 {
+			w.cert = w.certStore
 		}
 	}
-	if len(negatives) > 0 {
-		if err := c.storeBatch(ctx, negatives, c.opt.NegativeTTL, 0); err != nil {
-			c.logf(slog.LevelWarn, "rediscache: storing negative entries failed", "error", err)
-		}
+}
+
+// releaseLeases deletes the leases of keys a failed load leaves unstored.
+func (c *Client) releaseLeases(ctx context.Context, held []*keyLoad) {
+	if len(held) == 0 {
+		return
 	}
+	cmds := make([]*guardedCmd, len(held))
+	for i, w := range held {
+		cmds[i] = &guardedCmd{s: casDelScript, keys: []string{w.k}, args: []any{w.guard}}
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	c.chunked(ctx, len(cmds), func(ctx context.Context, lo, hi int) { execGuarded(ctx, c.rdb, cmds[lo:hi]) })
+}
+
+// keepLeases extends held leases every half leaseTTL while a batch loader
+// runs; the returned func stops it.
+func (c *Client) keepLeases(held []*keyLoad) (stop func()) {
+	if len(held) == 0 {
+		return func() {}
+	}
+	ttl := c.leaseTTL()
+	cmds := make([]*guardedCmd, len(held))
+	for i, w := range held {
+		cmds[i] = &guardedCmd{s: casPExpireScript, keys: []string{w.k}, args: []any{w.guard, pxArg(ttl)}}
+	}
+	return c.every(ttl/2, func(ctx context.Context) bool {
+		c.chunked(ctx, len(cmds), func(ctx context.Context, lo, hi int) { execGuarded(ctx, c.rdb, cmds[lo:hi]) })
+		return true
+	})
+}
+
+// chunked calls fn for [lo, hi) chunks of n items, at most batchChunk long,
+// with up to batchParallel chunks at a time.
+func (c *Client) chunked(ctx context.Context, n int, fn func(ctx context.Context, lo, hi int)) {
+	if n <= batchChunk {
+		fn(ctx, 0, n)
+		return
+	}
+	sem := make(chan struct{}, batchParallel)
+	var wg sync.WaitGroup
+	for lo := 0; lo < n; lo += batchChunk {
+		hi := min(lo+batchChunk, n)
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			fn(ctx, lo, hi)
+		})
+	}
+	wg.Wait()
 }
 
 // freshTTL is the freshness of a loaded key: ttl, or its namespace TTL or
@@ -273,80 +479,92 @@ func (c *Client) freshTTL(key string, ttl time.Duration) time.Duration {
 	return d
 }
 
-// storeBatch writes stored envelopes with each key's TTL plus extra.
-func (c *Client) storeBatch(ctx context.Context, items map[string][]byte, ttl, extra time.Duration) error {
-	keys, b, err := newSetBatch(ctx, c, "store", items, ttl)
-	if err != nil || b == nil {
-		return err
-	}
-	vals := make([][]byte, len(keys))
-	ttls := make([]time.Duration, len(keys))
-	for i, k := range keys {
-		vals[i] = items[k]
-		d, err := c.ttl(k, ttl)
-		if err != nil {
-			return err
-		}
-		ttls[i] = d + extra
-	}
-	b.set(ctx, vals, ttls)
-	return b.err()
-}
-
-// keyLoad is one key being loaded by a GetManyOrLoad call.
+// keyLoad is one key being loaded by a GetManyOrLoad call (or a batch
+// refresh): a per-key flight, with the same marks (see flight).
 type keyLoad struct {
-	key   string
-	done  chan struct{} // closed when val, found and err are set
+	key      string // logical
+	k        string // stored
+	done     chan struct{}
+	deadline time.Time
+	marks    atomic.Uint64
+
+	// The owner's: what the store must find at k, whether to take a lease
+	// first (the key missed), and the marks of the loader call and the store.
+	guard               string
+	lease               bool
+	certLoad, certStore uint64
+
+	// The outcome, set before done is closed.
 	val   any
 	found bool
 	err   error
+	cert  uint64 // waiters that joined at a mark below it may take it
 }
 
-// keyLoadSet registers the keys being loaded by batch calls, so that
-// overlapping calls share them.
+func (w *keyLoad) mark() uint64        { return w.marks.Add(1) }
+func (w *keyLoad) takes(j uint64) bool { return j < w.cert }
+
+// keyWait is a caller waiting for a keyLoad: its logical key and the mark
+// it joined at.
+type keyWait struct {
+	w      *keyLoad
+	key    string
+	joined uint64
+}
+
+// keyLoadSet registers the keys being loaded by batch calls, by stored
+// key, so that overlapping calls share them.
 type keyLoadSet struct {
 	mu sync.Mutex
 	m  map[string]*keyLoad
 }
 
 // claim returns new keyLoads for the keys nobody is loading (the caller
-// must finish them) and the existing ones for the rest.
-func (s *keyLoadSet) claim(keys []string) (own, waits []*keyLoad) {
+// must finish them) and waits on the loads in progress for the rest.
+func (s *keyLoadSet) claim(keys []keyWant, timeout time.Duration) (own []*keyLoad, waits []keyWait) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
 		s.m = make(map[string]*keyLoad)
 	}
-	for _, k := range keys {
-		if w, ok := s.m[k]; ok {
-			waits = append(waits, w)
+	deadline := time.Now().Add(timeout)
+	for _, kw := range keys {
+		if w, ok := s.m[kw.k]; ok {
+			waits = append(waits, keyWait{w: w, key: kw.key, joined: w.marks.Load()})
 			continue
 		}
-		w := &keyLoad{key: k, done: make(chan struct{})}
-		s.m[k] = w
+		w := &keyLoad{key: kw.key, k: kw.k, guard: kw.guard, lease: kw.lease, done: make(chan struct{}), deadline: deadline}
+		s.m[kw.k] = w
 		own = append(own, w)
 	}
 	return own, waits
 }
 
-// finish completes keyLoads with one outcome.
-func (s *keyLoadSet) finish(ws []*keyLoad, val any, err error) {
+// finish completes keyLoads with one error, certified for every waiter.
+func (s *keyLoadSet) finish(ws []*keyLoad, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		w.val, w.err = val, err
-		delete(s.m, w.key)
+		if s.m[w.k] != w {
+			continue // finished already
+		}
+		w.err, w.cert = err, w.marks.Load()+1
+		delete(s.m, w.k)
 		close(w.done)
 	}
 }
 
-// finishFound completes keyLoads with the loader's values.
-func (s *keyLoadSet) finishFound(ws []*keyLoad, found map[string]any) {
+// finishFound completes keyLoads with the loader's values; their cert was
+// set by the store.
+func (s *keyLoadSet) finishFound(ws []*keyLoad, get func(key string) (any, bool)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		w.val, w.found = found[w.key]
-		delete(s.m, w.key)
+		if s.m[w.k] != w {
+			continue
+		}
+		w.val, w.found = get(w.key)
+		delete(s.m, w.k)
 		close(w.done)
 	}
 }

@@ -42,10 +42,12 @@ func newNearCache(entries, db int, username string) *nearCache {
 // nearEntry is a decoded value the near cache keeps, with the envelope
 // fields GetOrLoad decides freshness on.
 type nearEntry struct {
-	v          any    // a T; nil when negative
-	negative   bool   // a cached ErrNotFound
-	freshUntil int64  // Unix ms; 0 = no freshness bound (a plain Set)
-	loadCost   uint32 // µs, for XFetch
+	v        any  // a T; nil when negative
+	negative bool // a cached ErrNotFound
+	// env is the value's envelope without its payload: freshness
+	// (freshUntil 0 = no bound, as for a plain Set), load cost for XFetch,
+	// and the header a refresh's guarded store expects.
+	env envelope
 	// expires is when Redis drops the key as far as this Client knows
 	// (Unix ms; 0 = unknown, as for a plain Set): an entry past it is not
 	// used, even if Redis's invalidation has not arrived yet.
@@ -55,7 +57,8 @@ type nearEntry struct {
 // nearEntryOf returns the near-cache entry of decoded value v stored in
 // envelope e.
 func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
-	ent := &nearEntry{v: v, freshUntil: e.freshUntil, loadCost: e.loadCost}
+	e.payload = nil
+	ent := &nearEntry{v: v, env: e}
 	switch {
 	case e.flags&flagNegative != 0:
 		ent.v, ent.negative = nil, true

@@ -27,6 +27,10 @@ type Stats struct {
 	NegativeHits   uint64 // answers of a cached ErrNotFound
 	Fallbacks      uint64 // answers served by the loader with Redis failing or skipped
 	BreakerOpens   uint64 // times the circuit breaker opened
+	// StoresRefused counts loads (GetOrLoad, GetManyOrLoad, background
+	// refreshes) whose guarded store was refused because the key was
+	// written or removed while they loaded: an invalidation that held.
+	StoresRefused uint64
 	// BreakerState is "closed", "half-open", "open", or "disabled"; on a
 	// cluster, the worst state of the masters' breakers.
 	BreakerState string
@@ -244,6 +248,7 @@ type counters struct {
 	loads, loadErrors, staleServed atomic.Uint64
 	earlyRefreshes, negativeHits   atomic.Uint64
 	fallbacks, breakerOpens        atomic.Uint64
+	storesRefused                  atomic.Uint64
 
 	lat [numOps]histogram
 
@@ -362,6 +367,7 @@ func (c *Client) Stats() Stats {
 		NegativeHits:   k.negativeHits.Load(),
 		Fallbacks:      k.fallbacks.Load(),
 		BreakerOpens:   k.breakerOpens.Load(),
+		StoresRefused:  k.storesRefused.Load(),
 		BreakerState:   c.breakerState(),
 
 		Namespaces: map[string]NamespaceStats{},
@@ -431,7 +437,7 @@ func (c *Client) ResetStats() {
 	k.unattributed.reset()
 	for _, a := range []*atomic.Uint64{
 		&k.loads, &k.loadErrors,
-		&k.staleServed, &k.earlyRefreshes, &k.negativeHits, &k.fallbacks, &k.breakerOpens,
+		&k.staleServed, &k.earlyRefreshes, &k.negativeHits, &k.fallbacks, &k.breakerOpens, &k.storesRefused,
 	} {
 		a.Store(0)
 	}

@@ -1,0 +1,218 @@
+package rediscache
+
+import (
+	"encoding/binary"
+	"fmt"
+	mrand "math/rand/v2"
+	"reflect"
+	"strconv"
+)
+
+// Stored value format. Every value this library writes is an envelope:
+//
+//	offset size  field
+//	0      1     format: 0xC2 (version 2); 0xC1 (version 1) is still read
+//	1      1     flags: bit 0 negative entry (a cached "not found"),
+//	             bit 1 lease (a placeholder of a load in progress; no payload);
+//	             other bits reserved, 0
+//	2      8     created: Unix milliseconds, big-endian int64
+//	10     8     fresh until: Unix milliseconds, big-endian int64; 0 = fresh until Redis expires it
+//	18     4     load cost: how long producing the value took, microseconds, big-endian uint32; 0 = unknown
+//	22     8     stamp: random, new for every write (version 2 only)
+//	30     n     payload: the Codec's bytes (22 in version 1)
+//
+// The stamp makes every write's header unique, so a store guarded by the
+// header it expects (a load's lease, a refresh's read) is refused once
+// anything else has written the key. Counters made by Increment are plain
+// Redis integers and carry no envelope. Any other byte string is not ours.
+const (
+	envFormatV1     = 0xC1
+	envFormatV2     = 0xC2
+	envHeaderSizeV1 = 22
+	envHeaderSize   = 30 // version 2, the one written
+
+	flagNegative   = 1 << 0
+	flagLease      = 1 << 1
+	knownFlagsMask = flagNegative | flagLease
+)
+
+// envelope is the decoded header of a stored value; payload aliases the
+// stored bytes.
+type envelope struct {
+	format     byte // envFormatV1 or envFormatV2; 0 means V2 when encoding
+	flags      byte
+	created    int64 // Unix ms
+	freshUntil int64 // Unix ms, 0 = none
+	loadCost   uint32
+	stamp      uint64 // V2 only
+	payload    []byte
+}
+
+// newStamp returns a random write stamp.
+func newStamp() uint64 { return mrand.Uint64() | 1 } // never 0, so a stamp is always set
+
+// headerSize is the length of e's header as stored.
+func (e envelope) headerSize() int {
+	if e.format == envFormatV1 {
+		return envHeaderSizeV1
+	}
+	return envHeaderSize
+}
+
+// appendHeader appends e's header to dst and returns it.
+func (e envelope) appendHeader(dst []byte) []byte {
+	var h [envHeaderSize]byte
+	h[0] = envFormatV2
+	if e.format == envFormatV1 {
+		h[0] = envFormatV1
+	}
+	h[1] = e.flags
+	binary.BigEndian.PutUint64(h[2:], uint64(e.created))
+	binary.BigEndian.PutUint64(h[10:], uint64(e.freshUntil))
+	binary.BigEndian.PutUint32(h[18:], e.loadCost)
+	binary.BigEndian.PutUint64(h[22:], e.stamp)
+	return append(dst, h[:e.headerSize()]...)
+}
+
+// header returns e's header bytes: what a guarded store expects to find at
+// the start of the key.
+func (e envelope) header() string { return string(e.appendHeader(nil)) }
+
+// encodeEnvelope returns a new buffer holding header and payload.
+func encodeEnvelope(e envelope) []byte {
+	b := e.appendHeader(make([]byte, 0, e.headerSize()+len(e.payload)))
+	return append(b, e.payload...)
+}
+
+// decodeEnvelope parses b. It never panics and never allocates: any input
+// that is not a version-1 or version-2 envelope yields an error wrapping
+// ErrCorruptValue.
+func decodeEnvelope(b []byte) (envelope, error) {
+	if len(b) < 2 || (b[0] != envFormatV1 && b[0] != envFormatV2) {
+		return envelope{}, errNotOurs
+	}
+	e := envelope{format: b[0], flags: b[1]}
+	n := e.headerSize()
+	if len(b) < n {
+		return envelope{}, errTruncated
+	}
+	e.created = int64(binary.BigEndian.Uint64(b[2:]))
+	e.freshUntil = int64(binary.BigEndian.Uint64(b[10:]))
+	e.loadCost = binary.BigEndian.Uint32(b[18:])
+	if e.format == envFormatV2 {
+		e.stamp = binary.BigEndian.Uint64(b[22:])
+	}
+	e.payload = b[n:]
+	switch {
+	case e.flags&^knownFlagsMask != 0:
+		return envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorruptValue, e.flags)
+	case e.flags&flagLease != 0 && (e.format != envFormatV2 || e.flags != flagLease || len(e.payload) != 0):
+		return envelope{}, fmt.Errorf("%w: malformed lease", ErrCorruptValue)
+	}
+	return e, nil
+}
+
+var (
+	errNotOurs   = fmt.Errorf("%w: not a rediscache value", ErrCorruptValue)
+	errTruncated = fmt.Errorf("%w: truncated", ErrCorruptValue)
+)
+
+// storedKind says what the bytes at a key are.
+type storedKind uint8
+
+const (
+	storedForeign  storedKind = iota // not written by this library (or corrupt)
+	storedValue                      // an envelope with a payload
+	storedNegative                   // a cached "not found"
+	storedLease                      // a load's placeholder: no value yet
+	storedCounter                    // a plain integer made by Increment
+)
+
+// parseStored tells what b is and returns its envelope (zero for a counter
+// or foreign bytes, with the decoding error for the latter).
+func parseStored(b []byte) (envelope, storedKind, error) {
+	e, err := decodeEnvelope(b)
+	switch {
+	case err == nil && e.flags&flagLease != 0:
+		return e, storedLease, nil
+	case err == nil && e.flags&flagNegative != 0:
+		return e, storedNegative, nil
+	case err == nil:
+		return e, storedValue, nil
+	case err == errNotOurs && isCounter(b):
+		return envelope{}, storedCounter, nil
+	}
+	return envelope{}, storedForeign, err
+}
+
+// decodeStored is the one decoder of stored values, used by every read
+// path: it parses b and, for a value or a counter, decodes it into dst (a
+// non-nil pointer). It returns the envelope and the kind; the error is
+// errNegative for a negative entry, errLeaseOnly for a lease placeholder,
+// and wraps ErrCorruptValue for foreign bytes, a counter read into a
+// non-integer dst, or a payload the Codec cannot decode into dst.
+func (c *Client) decodeStored(b []byte, dst any) (envelope, storedKind, error) {
+	e, kind, err := parseStored(b)
+	switch kind {
+	case storedValue:
+		if uerr := c.opt.Codec.Unmarshal(e.payload, dst); uerr != nil {
+			return e, kind, fmt.Errorf("%w: %w", ErrCorruptValue, uerr)
+		}
+	case storedNegative:
+		err = errNegative
+	case storedLease:
+		err = errLeaseOnly
+	case storedCounter:
+		if !decodeCounter(b, dst) {
+			err = fmt.Errorf("%w: a counter does not decode into %T", ErrCorruptValue, dst)
+		}
+	}
+	return e, kind, err
+}
+
+// isCounter reports whether b is a Redis integer as INCRBY writes it.
+func isCounter(b []byte) bool {
+	if len(b) == 0 || len(b) > 20 {
+		return false
+	}
+	_, err := strconv.ParseInt(string(b), 10, 64)
+	return err == nil
+}
+
+// decodeCounter stores the Redis integer in b into an integer destination
+// and reports whether it did.
+func decodeCounter(b []byte, dst any) bool {
+	if !isCounter(b) {
+		return false
+	}
+	n, _ := strconv.ParseInt(string(b), 10, 64)
+	rv := reflect.ValueOf(dst)
+	if rv.Kind() != reflect.Pointer || rv.IsNil() {
+		return false
+	}
+	switch ev := rv.Elem(); ev.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		if ev.OverflowInt(n) {
+			return false
+		}
+		ev.SetInt(n)
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		if n < 0 || ev.OverflowUint(uint64(n)) {
+			return false
+		}
+		ev.SetUint(uint64(n))
+	case reflect.Interface:
+		if ev.NumMethod() != 0 {
+			return false
+		}
+		ev.Set(reflect.ValueOf(n))
+	default:
+		return false
+	}
+	return true
+}
+
+// isLease reports whether b is a lease placeholder (a miss for readers).
+func isLease(b []byte) bool {
+	return len(b) == envHeaderSize && b[0] == envFormatV2 && b[1] == flagLease
+}
