@@ -26,6 +26,7 @@ type flight struct {
 	done     chan struct{} // closed when the outcome is set
 	deadline time.Time     // when its callers stop waiting: LoadTimeout after it started
 	marks    atomic.Uint64
+	callers  atomic.Int32 // how many calls joined it, its leader included
 
 	// The outcome, set before done is closed.
 	val  any
@@ -56,22 +57,16 @@ func (g *flights) join(key string, timeout time.Duration) (f *flight, joined uin
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	if f, ok := g.m[key]; ok {
+		f.callers.Add(1)
 		return f, f.marks.Load(), false
 	}
 	if g.m == nil {
 		g.m = make(map[string]*flight)
 	}
 	f = &flight{done: make(chan struct{}), deadline: time.Now().Add(timeout)}
+	f.callers.Add(1)
 	g.m[key] = f
 	return f, 0, true
-}
-
-// running reports whether a flight of key is in progress.
-func (g *flights) running(key string) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	_, ok := g.m[key]
-	return ok
 }
 
 // finish sets the outcome of the flight of key, removes it (a later miss
@@ -84,4 +79,11 @@ func (g *flights) finish(key string, f *flight, val any, src Source, err error, 
 	}
 	g.mu.Unlock()
 	close(f.done)
+}
+
+// get returns the flight of key in progress, or nil.
+func (g *flights) get(key string) *flight {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.m[key]
 }

@@ -581,7 +581,7 @@ func (lc *loadCall[T]) keepLease(lease string) (stop func()) {
 func (lc *loadCall[T]) refresh(e envelope) bool {
 	c := lc.c
 	flightKey := "\x00refresh:" + lc.k
-	if c.flight.running(flightKey) {
+	if c.flight.get(flightKey) != nil {
 		return false
 	}
 	return c.bg.tryGo(func() {

@@ -487,6 +487,7 @@ type keyLoad struct {
 	done     chan struct{}
 	deadline time.Time
 	marks    atomic.Uint64
+	callers  atomic.Int32 // calls waiting for it, its owner included
 
 	// The owner's: what the store must find at k, whether to take a lease
 	// first (the key missed), and the marks of the loader call and the store.
@@ -530,10 +531,12 @@ func (s *keyLoadSet) claim(keys []keyWant, timeout time.Duration) (own []*keyLoa
 	deadline := time.Now().Add(timeout)
 	for _, kw := range keys {
 		if w, ok := s.m[kw.k]; ok {
+			w.callers.Add(1)
 			waits = append(waits, keyWait{w: w, key: kw.key, joined: w.marks.Load()})
 			continue
 		}
 		w := &keyLoad{key: kw.key, k: kw.k, guard: kw.guard, lease: kw.lease, done: make(chan struct{}), deadline: deadline}
+		w.callers.Add(1)
 		s.m[kw.k] = w
 		own = append(own, w)
 	}
@@ -567,4 +570,11 @@ func (s *keyLoadSet) finishFound(ws []*keyLoad, get func(key string) (any, bool)
 		delete(s.m, w.k)
 		close(w.done)
 	}
+}
+
+// get returns the load of stored key k in progress, or nil.
+func (s *keyLoadSet) get(k string) *keyLoad {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[k]
 }
