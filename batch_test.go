@@ -298,7 +298,7 @@ func TestBatchManyKeys(t *testing.T) {
 			assert.Equal(t, raw, got[0])
 			assert.Nil(t, got[1])
 			assert.Equal(t, raw, got[2])
-			assert.Equal(t, byte(0xC1), got[0][0])
+			assert.Equal(t, byte(0xC2), got[0][0])
 			assert.True(t, strings.HasSuffix(string(got[0]), `"hello"`))
 		})
 

@@ -373,6 +373,8 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		ok, err := setnx.Result()
 		switch {
 		case err != nil:
+			c.ctr.fail(lc.key) // the load goes on without a lease: nothing is stored
+			c.logf(slog.LevelWarn, "rediscache: taking a load's lease failed", "key", lc.key, "error", err)
 			return acquired[T]{}
 		case ok:
 			return acquired[T]{guard: lease, lease: true}

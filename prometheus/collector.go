@@ -30,6 +30,7 @@
 //	rediscache_negative_hits_total                 counter  answers of a cached ErrNotFound
 //	rediscache_fallbacks_total                     counter  answers served by the loader with Redis failing or skipped
 //	rediscache_breaker_opens_total                 counter  times the circuit breaker opened
+//	rediscache_stores_refused_total                counter  loads whose guarded store was refused: the key was invalidated while they loaded
 //	rediscache_breaker_state                       gauge    0 closed, 1 half-open, 2 open, -1 breaker disabled
 //	rediscache_pool_hits_total                     counter  go-redis pool: a free connection was found
 //	rediscache_pool_misses_total                   counter  go-redis pool: no free connection was found
@@ -129,6 +130,7 @@ type Collector struct {
 	staleServed, earlyRefreshes *prometheus.Desc
 	negativeHits, fallbacks     *prometheus.Desc
 	breakerOpens, breakerState  *prometheus.Desc
+	storesRefused               *prometheus.Desc
 	poolHits, poolMisses        *prometheus.Desc
 	poolTimeouts, poolConns     *prometheus.Desc
 	redisUp, usedMemory         *prometheus.Desc
@@ -216,6 +218,7 @@ func NewCollector(c *rediscache.Client, opts *CollectorOptions) *Collector {
 		fallbacks:      desc("fallbacks_total", "Answers served by the loader because Redis failed or the circuit breaker was open."),
 		breakerOpens:   desc("breaker_opens_total", "Times the circuit breaker opened."),
 		breakerState:   desc("breaker_state", "Circuit breaker state: 0 closed, 1 half-open, 2 open, -1 disabled."),
+		storesRefused:  desc("stores_refused_total", "Loads whose guarded store was refused because the key was written or deleted while they loaded."),
 
 		poolHits:     desc("pool_hits_total", "go-redis pool: times a free connection was found in the pool."),
 		poolMisses:   desc("pool_misses_total", "go-redis pool: times no free connection was found in the pool."),
@@ -236,7 +239,7 @@ func (col *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		col.requests, col.sets, col.deletes, col.duration,
 		col.loads, col.loadErrors, col.staleServed, col.earlyRefreshes,
-		col.negativeHits, col.fallbacks, col.breakerOpens, col.breakerState,
+		col.negativeHits, col.fallbacks, col.breakerOpens, col.breakerState, col.storesRefused,
 		col.poolHits, col.poolMisses, col.poolTimeouts, col.poolConns,
 		col.redisUp, col.usedMemory, col.maxMemory, col.connectedClients, col.keys, col.ping,
 	} {
@@ -315,6 +318,7 @@ func (col *Collector) collectStats(ch chan<- prometheus.Metric) {
 	counter(col.negativeHits, s.NegativeHits)
 	counter(col.fallbacks, s.Fallbacks)
 	counter(col.breakerOpens, s.BreakerOpens)
+	counter(col.storesRefused, s.StoresRefused)
 	ch <- prometheus.MustNewConstMetric(col.breakerState, prometheus.GaugeValue, breakerValue(s.BreakerState))
 }
 

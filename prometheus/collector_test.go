@@ -201,7 +201,7 @@ var exportedNames = []string{
 	"rediscache_operation_duration_seconds",
 	"rediscache_loads_total", "rediscache_load_errors_total", "rediscache_stale_served_total",
 	"rediscache_early_refreshes_total", "rediscache_negative_hits_total", "rediscache_fallbacks_total",
-	"rediscache_breaker_opens_total", "rediscache_breaker_state",
+	"rediscache_breaker_opens_total", "rediscache_breaker_state", "rediscache_stores_refused_total",
 	"rediscache_pool_hits_total", "rediscache_pool_misses_total", "rediscache_pool_timeouts_total",
 	"rediscache_pool_connections",
 	"rediscache_redis_up", "rediscache_redis_used_memory_bytes", "rediscache_redis_max_memory_bytes",
@@ -236,6 +236,25 @@ func TestTotalsMatchStats(t *testing.T) {
 			t.Fatalf("GetOrLoad of a missing row = %v, want ErrNotFound", err)
 		}
 	}
+	// A load whose key is deleted while it loads: its store is refused.
+	started, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := rediscache.GetOrLoad(ctx, c, "tasks:v1:raced", time.Minute, func(context.Context) (string, error) {
+			close(started)
+			<-release
+			return "old", nil
+		})
+		done <- err
+	}()
+	<-started
+	if _, err := c.Delete(ctx, "tasks:v1:raced"); err != nil {
+		t.Fatal(err)
+	}
+	close(release)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 	col := NewCollector(c, nil)
 	mfs := gather(t, col)
 	s := c.Stats()
@@ -261,13 +280,14 @@ func TestTotalsMatchStats(t *testing.T) {
 		{"deletes", sum("rediscache_deletes_total"), float64(s.Deletes)},
 		{"loads", sum("rediscache_loads_total"), float64(s.Loads)},
 		{"negative hits", sum("rediscache_negative_hits_total"), float64(s.NegativeHits)},
+		{"stores refused", sum("rediscache_stores_refused_total"), float64(s.StoresRefused)},
 	} {
 		if tc.got != tc.want {
 			t.Errorf("%s: metrics say %v, Stats %v", tc.name, tc.got, tc.want)
 		}
 	}
-	if s.Loads != 2 || s.NegativeHits != 2 {
-		t.Errorf("Loads = %d, NegativeHits = %d, want 2 and 2", s.Loads, s.NegativeHits)
+	if s.Loads != 3 || s.NegativeHits != 2 || s.StoresRefused != 1 {
+		t.Errorf("Loads = %d, NegativeHits = %d, StoresRefused = %d, want 3, 2 and 1", s.Loads, s.NegativeHits, s.StoresRefused)
 	}
 	if rate := byResult["hit"] / (byResult["hit"] + byResult["miss"]); math.Abs(rate-s.HitRate()) > 1e-12 {
 		t.Errorf("hit rate from the metrics %v, Stats().HitRate() %v", rate, s.HitRate())
