@@ -170,14 +170,7 @@ func (c *Client) newBatch(ctx context.Context, op string, keys []string) (*batch
 func (c *Client) mapBatch(ctx context.Context, op string, keys []string) (*batch, error) {
 	b := &batch{c: c, op: op, keys: keys, ks: make([]string, len(keys))}
 	for i, key := range keys {
-		var k string
-		var err error
-		if i == 0 {
-			// mapKey also does what a call does once before it maps keys.
-			k, err = c.mapKey(ctx, key)
-		} else {
-			k, err = c.storageKey(key)
-		}
+		k, err := c.storageKey(key)
 		if err != nil {
 			if !errors.Is(err, ErrInvalidKey) {
 				key = ""
@@ -360,6 +353,27 @@ func (b *batch) err() error {
 	return b.c.newBatchError(b.op, len(b.keys), m)
 }
 
+// expectAll returns the namespace generation each key's entry must carry
+// (see Client.expect), or the error of not knowing it, by index.
+func (c *Client) expectAll(ctx context.Context, keys []string) ([]uint64, []error) {
+	gens := make([]uint64, len(keys))
+	errs := make([]error, len(keys))
+	if c.gens == nil {
+		return gens, errs
+	}
+	known := map[string]int{} // namespace -> index of a key already looked up
+	for i, key := range keys {
+		ns := namespaceOf(key)
+		if j, ok := known[ns]; ok {
+			gens[i], errs[i] = gens[j], errs[j]
+			continue
+		}
+		known[ns] = i
+		gens[i], errs[i] = c.expect(ctx, key)
+	}
+	return gens, errs
+}
+
 // single reports whether c talks to one server (a *redis.Client:
 // standalone or a Sentinel failover client), where multi-key MGET and
 // UNLINK are safe. Cluster, Ring and unknown clients get pipelines of
@@ -391,7 +405,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 	}
 	found := func(i int, p []byte) error {
 		switch err := hit(i, p); {
-		case err == errNegative || err == errLeaseOnly: // a cached "not found", or a load's lease, is a miss here
+		case err == errNegative || err == errLeaseOnly || err == errOldGeneration: // a cached "not found", a load's lease, an invalidated entry: a miss here
 			miss(i)
 			return nil
 		case err != nil:
@@ -530,18 +544,20 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 	if len(keys) == 0 {
 		return map[string]T{}, nil
 	}
+	gens, genErrs := c.expectAll(ctx, keys)
 	vals := make([]T, len(keys))
 	ok := make([]bool, len(keys))
 	get, idx := b, []int(nil) // with LocalCache, get holds only the keys not kept locally: keys[idx[j]]
 	var seq uint64
 	if c.near != nil {
 		seq = c.near.seq.Load()
-		get, idx = c.nearMany(b, func(i int, x any) bool {
-			v, isT := x.(T)
-			if isT {
+		get, idx = c.nearMany(b, func(i int, ent *nearEntry) bool {
+			v, isT := ent.v.(T)
+			if isT && genErrs[i] == nil && ent.env.gen == gens[i] {
 				vals[i], ok[i] = v, true
+				return true
 			}
-			return isT
+			return false
 		})
 	}
 	if len(get.keys) > 0 {
@@ -550,7 +566,10 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			if idx != nil {
 				i = idx[j]
 			}
-			e, _, err := c.decodeStored(p, &vals[i])
+			if genErrs[i] != nil {
+				return genErrs[i]
+			}
+			e, _, err := c.decodeStored(p, &vals[i], gens[i])
 			if err != nil {
 				return err
 			}
@@ -599,8 +618,9 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 		return err
 	}
 	vals := make([][]byte, len(keys))
+	gens, _ := c.expectAll(ctx, keys) // unknown: 0, an entry nobody reads (it still replaces the old one)
 	for i, key := range keys {
-		if vals[i], err = c.encode(items[key]); err != nil {
+		if vals[i], err = c.encode(gens[i], items[key]); err != nil {
 			return opErr("setmany", key, err)
 		}
 	}

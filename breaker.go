@@ -77,6 +77,12 @@ func (b *breaker) allow() bool {
 	return true
 }
 
+// allowsNow reports whether a call could go to Redis now, without taking
+// a half-open probe's turn: false only while the breaker is open.
+func (b *breaker) allowsNow() bool {
+	return b == nil || !b.open.Load() || b.cb.State() != gobreaker.StateOpen
+}
+
 // report records the outcome of a call that allow let through.
 func (b *breaker) report(err error) {
 	if b == nil {

@@ -93,7 +93,7 @@ func New(opt *Options) (*Client, error) {
 		c.pfx = o.Prefix + ":"
 	}
 	if o.GenerationTTL > 0 {
-		c.gens = newGenerations(c.pfx+genHashName, o.GenerationTTL)
+		c.gens = newGenerations(c, o.GenerationTTL)
 	}
 	// One breaker per Client cannot tell one dead cluster node from a dead
 	// cluster, and would cut off the healthy nodes too: a cluster has one
@@ -181,7 +181,7 @@ func (c *Client) prepare(ctx context.Context, key string) (string, error) {
 	if err := c.usable(ctx); err != nil {
 		return "", err
 	}
-	k, err := c.mapKey(ctx, key)
+	k, err := c.storageKey(key)
 	if err != nil {
 		return "", err
 	}
@@ -190,13 +190,6 @@ func (c *Client) prepare(ctx context.Context, key string) (string, error) {
 		return "", ErrCircuitOpen
 	}
 	return k, nil
-}
-
-// mapKey returns the stored key of a call already checked, with the
-// namespace generations brought up to date first.
-func (c *Client) mapKey(ctx context.Context, key string) (string, error) {
-	c.syncGenerations(ctx)
-	return c.storageKey(key)
 }
 
 func (c *Client) storageKey(key string) (string, error) {
@@ -208,9 +201,6 @@ func (c *Client) storageKey(key string) (string, error) {
 	}
 	if strings.IndexByte(key, 0) >= 0 {
 		return "", errKeyNUL
-	}
-	if k, ok := c.genKey(key); ok {
-		return k, nil
 	}
 	if c.pfx == "" {
 		return key, nil
@@ -227,25 +217,41 @@ func (c *Client) Get(ctx context.Context, key string, dst any) error {
 	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return opErr("get", key, errBadDst)
 	}
-	k, err := c.prepare(ctx, key)
+	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, dst)
+	_, err = c.getInto(ctx, key, k, dst, gen)
 	return err
 }
 
+// prepareRead is prepare for a read: it also returns the namespace
+// generation the entry must carry. Not knowing it is an error, counted.
+func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, error) {
+	k, err := c.prepare(ctx, key)
+	if err != nil {
+		return "", 0, err
+	}
+	gen, err := c.expect(ctx, key)
+	if err != nil {
+		c.ctr.fail(key)
+		return "", 0, err
+	}
+	return k, gen, nil
+}
+
 // getInto reads stored key k (of logical key) into dst and counts the
-// outcome; the call was already prepared. It returns the envelope the
-// value came in (zero for a counter).
-func (c *Client) getInto(ctx context.Context, key, k string, dst any) (envelope, error) {
+// outcome; the call was already prepared, and the entry must be of
+// generation gen. It returns the envelope the value came in (zero for a
+// counter).
+func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64) (envelope, error) {
 	b, err := c.getBytes(ctx, "get", key, k)
 	if err != nil {
 		return envelope{}, err
 	}
-	e, _, err := c.decodeStored(b, dst)
+	e, _, err := c.decodeStored(b, dst, gen)
 	if err != nil {
-		if err == errNegative || err == errLeaseOnly {
+		if err == errNegative || err == errLeaseOnly || err == errOldGeneration {
 			c.ctr.miss(key)
 			return e, ErrCacheMiss
 		}
@@ -286,8 +292,9 @@ func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error
 	}
 }
 
-// encode validates and encodes a value into a stored envelope.
-func (c *Client) encode(value any) ([]byte, error) {
+// encode validates and encodes a value into a stored envelope of
+// generation gen.
+func (c *Client) encode(gen uint64, value any) ([]byte, error) {
 	if value == nil {
 		return nil, errNilValue
 	}
@@ -301,7 +308,7 @@ func (c *Client) encode(value any) ([]byte, error) {
 	if c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(p)+envHeaderSize, c.opt.MaxValueSize)
 	}
-	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), stamp: newStamp(), payload: p}), nil
+	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), stamp: newStamp(), gen: gen, payload: p}), nil
 }
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
@@ -318,7 +325,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return opErr("set", key, err)
 	}
-	b, err := c.encode(value)
+	b, err := c.encode(c.stampFor(ctx, key), value)
 	if err != nil {
 		return opErr("set", key, err)
 	}
@@ -477,11 +484,11 @@ func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 		return nearGet[T](ctx, c, key)
 	}
 	var v T
-	k, err := c.prepare(ctx, key)
+	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return v, opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, &v)
+	_, err = c.getInto(ctx, key, k, &v, gen)
 	return v, err
 }
 
@@ -489,12 +496,12 @@ func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
 // earlier hit is returned as is (values holding slices, maps or pointers
 // are shared between callers: treat them as read-only).
 func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
-	k, err := c.prepare(ctx, key)
+	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		var zero T
 		return zero, opErr("get", key, err)
 	}
-	if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() {
+	if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && ent.env.gen == gen {
 		if v, ok := ent.v.(T); ok {
 			c.ctr.hit(key)
 			return v, nil
@@ -504,7 +511,7 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 	// which a hit need not pay for.
 	var v T
 	seq := c.near.seq.Load()
-	e, err := c.getInto(ctx, key, k, &v)
+	e, err := c.getInto(ctx, key, k, &v, gen)
 	if err != nil {
 		return v, err
 	}

@@ -44,10 +44,11 @@ func TestSetGetRoundTrip(t *testing.T) {
 		require.NoError(t, c.Get(ctx, key, &dst))
 		assert.Equal(t, want, dst)
 
-		// Stored at exactly Prefix:key and nowhere else.
+		// Stored at exactly Prefix:key and nowhere else, beside the Prefix's
+		// namespace generations.
 		keys, err := e.raw.Keys(ctx, "*").Result()
 		require.NoError(t, err)
-		assert.Equal(t, []string{"myapp:tasks:v1:task_123"}, keys)
+		assert.ElementsMatch(t, []string{"myapp:tasks:v1:task_123", "myapp:\x00{gens}"}, keys)
 		assert.Equal(t, "myapp:tasks:v1:task_123", c.StorageKey(key))
 	})
 }
@@ -132,26 +133,37 @@ func TestCorruptValue(t *testing.T) {
 	eachBackend(t, func(t *testing.T, e env) {
 		ctx := t.Context()
 		c := e.client(t, rediscache.Options{Prefix: "p"})
+		// The header of a real entry: its generation is the current one.
+		require.NoError(t, c.Set(ctx, "real", "x", 0))
+		real, err := e.raw.Get(ctx, "p:real").Bytes()
+		require.NoError(t, err)
+		header := string(real[:38])
 		cases := map[string]string{
-			"foreign":   `{"id":"x"}`,
-			"empty":     "",
-			"truncated": "\xc1\x00\x00",
-			"bad flags": "\xc1\x80" + strings.Repeat("\x00", 20) + `"x"`,
-			"bad json":  "\xc1\x00" + strings.Repeat("\x00", 20) + `{"id":`,
+			"foreign":      `{"id":"x"}`,
+			"empty":        "",
+			"truncated":    "\xc2\x00\x00",
+			"truncated v1": "\xc1\x00\x00",
+			"bad flags":    header[:1] + "\x80" + header[2:] + `"x"`,
+			"bad json":     header + `{"id":`,
 		}
 		for name, raw := range cases {
 			require.NoError(t, e.raw.Set(ctx, "p:"+name, raw, 0).Err())
 			_, err := rediscache.Get[task](ctx, c, name)
 			require.ErrorIs(t, err, rediscache.ErrCorruptValue, name)
 		}
+		// A version-1 envelope (written before generations were stamped
+		// into entries) is of no current generation: a miss.
+		require.NoError(t, e.raw.Set(ctx, "p:v1", "\xc1\x00"+strings.Repeat("\x00", 20)+`"x"`, 0).Err())
+		_, err = rediscache.Get[string](ctx, c, "v1")
+		require.ErrorIs(t, err, rediscache.ErrCacheMiss)
 		// A valid value read into the wrong type is ErrCorruptValue too.
 		require.NoError(t, c.Set(ctx, "obj", task{ID: "x"}, 0))
-		_, err := rediscache.Get[int](ctx, c, "obj")
+		_, err = rediscache.Get[int](ctx, c, "obj")
 		require.ErrorIs(t, err, rediscache.ErrCorruptValue)
 		s := c.Stats()
 		assert.Equal(t, uint64(len(cases)+1), s.Errors)
 		assert.Equal(t, uint64(0), s.Hits)
-		assert.Equal(t, uint64(0), s.Misses)
+		assert.Equal(t, uint64(1), s.Misses, "the version-1 envelope")
 	})
 }
 

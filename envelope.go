@@ -2,6 +2,7 @@ package rediscache
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	mrand "math/rand/v2"
 	"reflect"
@@ -19,17 +20,21 @@ import (
 //	10     8     fresh until: Unix milliseconds, big-endian int64; 0 = fresh until Redis expires it
 //	18     4     load cost: how long producing the value took, microseconds, big-endian uint32; 0 = unknown
 //	22     8     stamp: random, new for every write (version 2 only)
-//	30     n     payload: the Codec's bytes (22 in version 1)
+//	30     8     generation: the key's namespace generation when it was
+//	             written (version 2 only; 0 with GenerationTTL -1)
+//	38     n     payload: the Codec's bytes (22 in version 1)
 //
 // The stamp makes every write's header unique, so a store guarded by the
 // header it expects (a load's lease, a refresh's read) is refused once
-// anything else has written the key. Counters made by Increment are plain
-// Redis integers and carry no envelope. Any other byte string is not ours.
+// anything else has written the key. An entry whose generation is not its
+// namespace's current one (InvalidateNamespace moved it on) reads as a
+// miss. Counters made by Increment are plain Redis integers and carry no
+// envelope. Any other byte string is not ours.
 const (
 	envFormatV1     = 0xC1
 	envFormatV2     = 0xC2
 	envHeaderSizeV1 = 22
-	envHeaderSize   = 30 // version 2, the one written
+	envHeaderSize   = 38 // version 2, the one written
 
 	flagNegative   = 1 << 0
 	flagLease      = 1 << 1
@@ -45,6 +50,7 @@ type envelope struct {
 	freshUntil int64 // Unix ms, 0 = none
 	loadCost   uint32
 	stamp      uint64 // V2 only
+	gen        uint64 // V2 only: the namespace generation written under
 	payload    []byte
 }
 
@@ -71,6 +77,7 @@ func (e envelope) appendHeader(dst []byte) []byte {
 	binary.BigEndian.PutUint64(h[10:], uint64(e.freshUntil))
 	binary.BigEndian.PutUint32(h[18:], e.loadCost)
 	binary.BigEndian.PutUint64(h[22:], e.stamp)
+	binary.BigEndian.PutUint64(h[30:], e.gen)
 	return append(dst, h[:e.headerSize()]...)
 }
 
@@ -101,12 +108,13 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	e.loadCost = binary.BigEndian.Uint32(b[18:])
 	if e.format == envFormatV2 {
 		e.stamp = binary.BigEndian.Uint64(b[22:])
+		e.gen = binary.BigEndian.Uint64(b[30:])
 	}
 	e.payload = b[n:]
 	switch {
 	case e.flags&^knownFlagsMask != 0:
 		return envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorruptValue, e.flags)
-	case e.flags&flagLease != 0 && (e.format != envFormatV2 || e.flags != flagLease || len(e.payload) != 0):
+	case e.flags&flagLease != 0 && (e.format != envFormatV2 || e.flags != flagLease || e.gen != 0 || len(e.payload) != 0):
 		return envelope{}, fmt.Errorf("%w: malformed lease", ErrCorruptValue)
 	}
 	return e, nil
@@ -147,12 +155,17 @@ func parseStored(b []byte) (envelope, storedKind, error) {
 
 // decodeStored is the one decoder of stored values, used by every read
 // path: it parses b and, for a value or a counter, decodes it into dst (a
-// non-nil pointer). It returns the envelope and the kind; the error is
-// errNegative for a negative entry, errLeaseOnly for a lease placeholder,
-// and wraps ErrCorruptValue for foreign bytes, a counter read into a
-// non-integer dst, or a payload the Codec cannot decode into dst.
-func (c *Client) decodeStored(b []byte, dst any) (envelope, storedKind, error) {
+// non-nil pointer). gen is the generation the key's namespace has now. It
+// returns the envelope and the kind; the error is errNegative for a
+// negative entry, errLeaseOnly for a lease placeholder, errOldGeneration
+// for an entry (value or negative) of another generation, and wraps
+// ErrCorruptValue for foreign bytes, a counter read into a non-integer
+// dst, or a payload the Codec cannot decode into dst.
+func (c *Client) decodeStored(b []byte, dst any, gen uint64) (envelope, storedKind, error) {
 	e, kind, err := parseStored(b)
+	if (kind == storedValue || kind == storedNegative) && e.gen != gen {
+		return e, kind, errOldGeneration
+	}
 	switch kind {
 	case storedValue:
 		if uerr := c.opt.Codec.Unmarshal(e.payload, dst); uerr != nil {
@@ -216,3 +229,7 @@ func decodeCounter(b []byte, dst any) bool {
 func isLease(b []byte) bool {
 	return len(b) == envHeaderSize && b[0] == envFormatV2 && b[1] == flagLease
 }
+
+// errOldGeneration marks an entry written under an older (or other)
+// generation of its namespace: a miss, which a load replaces.
+var errOldGeneration = errors.New("rediscache: entry of another namespace generation")

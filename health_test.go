@@ -38,7 +38,7 @@ func TestHealthCheckStandalone(t *testing.T) {
 	assert.Equal(t, int64(64<<20), h.MaxMemory)
 	assert.Positive(t, h.ConnectedClients)
 	assert.Equal(t, int64(10), h.Keys, "keys under the Prefix")
-	assert.Equal(t, int64(11), h.DBSize)
+	assert.Equal(t, int64(12), h.DBSize, "10 keys, one outside the Prefix, the namespace generations")
 	assert.Positive(t, h.Pool.TotalConns)
 	require.Len(t, h.Nodes, 1)
 	assert.Equal(t, srv.Addr(), h.Nodes[0].Addr)
@@ -160,7 +160,7 @@ func TestMetadata(t *testing.T) {
 		assert.True(t, md.CreatedAt.After(before) && md.CreatedAt.Before(time.Now().Add(time.Second)), "%v", md.CreatedAt)
 		assert.Greater(t, md.TTL, 59*time.Minute)
 		assert.WithinDuration(t, time.Now().Add(time.Hour), md.ExpiresAt, 5*time.Second)
-		assert.Equal(t, 30+102, md.Size, "header + JSON string")
+		assert.Equal(t, 38+102, md.Size, "header + JSON string")
 		assert.False(t, md.Negative || md.Counter)
 
 		_, err = c.Increment(ctx, "counters:views", 3)

@@ -66,7 +66,7 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, er
 	if prefix == "" {
 		return 0, opErr(op, prefix, errEmptyPrefix)
 	}
-	literals, err := c.prefixLiterals(ctx, prefix)
+	literals, err := c.prefixLiterals(prefix)
 	if err != nil {
 		return 0, opErr(op, prefix, err)
 	}
@@ -118,7 +118,7 @@ func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) 
 	literals := []string{c.pfx}
 	if prefix != "" {
 		var err error
-		if literals, err = c.prefixLiterals(ctx, prefix); err != nil {
+		if literals, err = c.prefixLiterals(prefix); err != nil {
 			return 0, opErr(op, prefix, err)
 		}
 	}
@@ -130,35 +130,18 @@ func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) 
 }
 
 // prefixLiterals validates a non-empty logical prefix and returns the
-// stored-key prefixes its keys can have: Prefix + ":" + prefix, and, when
-// the prefix reaches into a namespace that lives under a newer generation,
-// that namespace's current stored prefix too.
-func (c *Client) prefixLiterals(ctx context.Context, prefix string) ([]string, error) {
-	mapped, err := c.mapKey(ctx, prefix)
+// stored-key prefix its keys have: Prefix + ":" + prefix.
+func (c *Client) prefixLiterals(prefix string) ([]string, error) {
+	k, err := c.storageKey(prefix)
 	if err != nil {
 		return nil, err
 	}
-	plain := c.pfx + prefix
-	if strings.HasPrefix(mapped, plain) {
-		return []string{plain}, nil
-	}
-	return []string{plain, mapped}, nil
+	return []string{k}, nil
 }
 
 // logicalKey returns the logical key of a stored key under the Client's
-// Prefix, dropping a namespace generation ("\x00" + digits) if there is one.
-func (c *Client) logicalKey(k string) string {
-	k = k[len(c.pfx):]
-	i := strings.IndexByte(k, 0)
-	if i < 0 {
-		return k
-	}
-	j := i + 1
-	for j < len(k) && k[j] >= '0' && k[j] <= '9' {
-		j++
-	}
-	return k[:i] + k[j:]
-}
+// Prefix.
+func (c *Client) logicalKey(k string) string { return k[len(c.pfx):] }
 
 // deletePrefix UNLINKs every stored key starting with one of literals,
 // page by page as SCAN finds them, and returns the number deleted.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	mrand "math/rand/v2"
+	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -110,7 +111,8 @@ const opGetOrLoad = "getorload"
 type loadCall[T any] struct {
 	c    *Client
 	key  string // logical
-	k    string // stored, under the namespace generations of the answer
+	k    string // stored
+	gen  uint64 // the namespace generation entries must carry, and stores are stamped with
 	ttl  time.Duration
 	load func(context.Context) (T, error)
 }
@@ -126,15 +128,20 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 	if !c.brk.allow() {
 		return lc.fallback(ctx, retried)
 	}
-	if lc.k, err = c.mapKey(ctx, lc.key); err != nil {
+	if lc.k, err = c.storageKey(lc.key); err != nil {
 		return v, 0, opErr(opGetOrLoad, lc.key, err), false
 	}
 	if !c.nodeAllows(ctx, lc.k) {
 		return lc.fallback(ctx, retried)
 	}
+	if lc.gen, err = c.expect(ctx, lc.key); err != nil {
+		c.ctr.fail(lc.key)
+		c.logf(slog.LevelWarn, "rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
+		return lc.fallback(ctx, retried)
+	}
 	var seq uint64
 	if c.near != nil {
-		if ent, ok := c.near.load(lc.k); ok && ent.live() {
+		if ent, ok := c.near.load(lc.k); ok && ent.live() && ent.env.gen == lc.gen {
 			// A value kept as another type is read from Redis instead.
 			if kept, isT := ent.v.(T); isT || ent.negative {
 				v, src, err = lc.hit(kept, ent.env, ent.negative)
@@ -146,7 +153,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 	b, err := c.get(ctx, lc.k)
 	switch {
 	case err == nil:
-		e, _, derr := c.decodeStored(b, &v)
+		e, _, derr := c.decodeStored(b, &v, lc.gen)
 		switch {
 		case derr == nil || derr == errNegative:
 			negative := derr == errNegative
@@ -159,8 +166,8 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 			}
 			v, src, err = lc.hit(v, e, negative)
 			return v, src, err, false
-		case derr == errLeaseOnly:
-			c.ctr.miss(lc.key) // another load is filling it
+		case derr == errLeaseOnly || derr == errOldGeneration:
+			c.ctr.miss(lc.key) // another load is filling it, or InvalidateNamespace left it behind
 		default:
 			c.ctr.fail(lc.key) // undecodable: load (see acquire for what is overwritten)
 		}
@@ -174,7 +181,17 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
 		return lc.fallback(ctx, retried)
 	}
-	return lc.shared(ctx, lc.k, modeLoad, retried)
+	return lc.shared(ctx, lc.flightKey(), modeLoad, retried)
+}
+
+// flightKey is the key of the call's shared load: its stored key, and its
+// generation, so a call that expects a newer generation never joins a load
+// begun under an older one.
+func (lc *loadCall[T]) flightKey() string {
+	if lc.gen == 0 {
+		return lc.k
+	}
+	return lc.k + "\x00" + strconv.FormatUint(lc.gen, 10)
 }
 
 // fallback serves the loader's value without Redis (it is failing, or
@@ -401,8 +418,10 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 // found turns bytes read at the key into what acquire returns; waitFor is
 // true when they are another load's lease.
 func (lc *loadCall[T]) found(b []byte, cert uint64) (a acquired[T], waitFor bool) {
-	e, kind, err := lc.c.decodeStored(b, &a.v)
+	e, kind, err := lc.c.decodeStored(b, &a.v, lc.gen)
 	switch {
+	case err == errOldGeneration:
+		a.guard = e.header() // invalidated by InvalidateNamespace: replace it
 	case err == nil:
 		a.found, a.cert = true, cert
 	case err == errNegative:
@@ -431,7 +450,12 @@ func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) 
 		}
 		cert := f.mark()
 		start := mono()
-		b, err := c.one.Get(ctx, lc.k).Bytes()
+		// A pipeline: go-redis's client-side cache (LocalCache) does not
+		// answer it from memory, so the poll sees Redis.
+		pipe := c.one.Pipeline()
+		get := pipe.Get(ctx, lc.k)
+		_, _ = pipe.Exec(ctx)
+		b, err := get.Bytes()
 		switch {
 		case errors.Is(err, redis.Nil):
 			c.observe(lc.k, start, nil)
@@ -486,7 +510,7 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 	if a.guard == "" {
 		return o
 	}
-	e, ttl := c.loadedEnvelope(lc.key, v, err, cost, lc.ttl)
+	e, ttl := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
 	if e == nil {
 		if a.lease {
 			c.releaseLease(ctx, lc.k, a.guard)
@@ -505,14 +529,14 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 // negative entry for ErrNotFound (unless NegativeTTL is -1); nil for any
 // other error, or a value that cannot be encoded or is over MaxValueSize
 // (counted as an error).
-func (c *Client) loadedEnvelope(key string, v any, err error, cost time.Duration, ttl time.Duration) (*envelope, time.Duration) {
+func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration) (*envelope, time.Duration) {
 	now := time.Now()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if c.opt.NegativeTTL <= 0 {
 			return nil, 0
 		}
-		return &envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp()}, c.opt.NegativeTTL
+		return &envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen}, c.opt.NegativeTTL
 	case err != nil:
 		return nil, 0
 	}
@@ -526,6 +550,7 @@ func (c *Client) loadedEnvelope(key string, v any, err error, cost time.Duration
 		freshUntil: now.Add(ttl).UnixMilli(),
 		loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
 		stamp:      newStamp(),
+		gen:        gen,
 		payload:    p,
 	}, ttl + c.opt.StaleTTL
 }
@@ -613,7 +638,7 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	}
 	v, cost, err := callLoader(ctx, c, lc.load)
 	var cmds []*guardedCmd
-	e, ttl := c.loadedEnvelope(lc.key, v, err, cost, lc.ttl)
+	e, ttl := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
 	if e != nil {
 		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{lc.k}, args: []any{guard, encodeEnvelope(*e), pxArg(ttl)}})
 	}

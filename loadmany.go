@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -82,10 +83,12 @@ type readState struct {
 	failed  map[int]bool // indexes whose Redis read failed or was skipped
 }
 
-// keyWant is a key to load: logical and stored, and the guard its store
-// needs ("" with lease: take a lease first; "" without: do not store).
+// keyWant is a key to load: logical and stored, the namespace generation
+// its entry is stamped with, and the guard its store needs ("" with lease:
+// take a lease first; "" without: do not store).
 type keyWant struct {
 	key, k string
+	gen    uint64
 	guard  string
 	lease  bool
 }
@@ -133,9 +136,10 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	c := m.c
 	st := readState{failed: map[int]bool{}}
 	var (
-		raw [][]byte
-		ks  []string
-		err error
+		raw  [][]byte
+		ks   []string
+		gens []uint64
+		err  error
 	)
 	if !c.brk.allow() {
 		ks = make([]string, len(keys))
@@ -146,7 +150,7 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 			}
 			st.failed[i] = true
 		}
-		raw = make([][]byte, len(keys))
+		raw, gens = make([][]byte, len(keys)), make([]uint64, len(keys))
 	} else {
 		b, merr := c.mapBatch(ctx, opGetManyOrLoad, keys)
 		if merr != nil {
@@ -154,6 +158,14 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 			return st, merr
 		}
 		ks = b.ks
+		var genErrs []error
+		gens, genErrs = c.expectAll(ctx, keys)
+		for i, err := range genErrs {
+			if err != nil {
+				c.ctr.fail(keys[i])
+				st.failed[i] = true // not trusted: load, don't store
+			}
+		}
 		raw, err = c.mgetBatch(ctx, b, true)
 	}
 	var be *BatchError
@@ -168,12 +180,13 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	default:
 		return st, err
 	}
-	m.sort(&st, keys, ks, raw)
+	m.sort(&st, keys, ks, gens, raw)
 	return st, nil
 }
 
-// sort decodes the raw values of keys (stored keys ks) and files each key.
-func (m *manyCall[T]) sort(st *readState, keys, ks []string, raw [][]byte) {
+// sort decodes the raw values of keys (stored keys ks, generations gens)
+// and files each key.
+func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw [][]byte) {
 	c := m.c
 	now := time.Now().UnixMilli()
 	seen := make(map[string]bool, len(keys))
@@ -182,7 +195,7 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, raw [][]byte) {
 			continue
 		}
 		seen[key] = true
-		want := keyWant{key: key, k: ks[i], lease: true}
+		want := keyWant{key: key, k: ks[i], gen: gens[i], lease: true}
 		switch {
 		case st.failed[i]:
 			want.lease = false
@@ -194,11 +207,15 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, raw [][]byte) {
 			continue
 		}
 		var v T
-		e, kind, err := c.decodeStored(raw[i], &v)
+		e, kind, err := c.decodeStored(raw[i], &v, gens[i])
 		switch {
 		case err == errNegative:
 			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
+		case err == errOldGeneration:
+			c.ctr.miss(key)
+			want.lease, want.guard = false, e.header() // invalidated by InvalidateNamespace: replace it
+			st.missing = append(st.missing, want)
 		case err != nil:
 			c.ctr.fail(key)
 			want.lease = false
@@ -377,7 +394,7 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, get func(key s
 		if !ok {
 			lerr = ErrNotFound
 		}
-		e, d := c.loadedEnvelope(w.key, v, lerr, cost, c.freshTTL(w.key, ttl))
+		e, d := c.loadedEnvelope(w.key, w.gen, v, lerr, cost, c.freshTTL(w.key, ttl))
 		if e == nil {
 			if w.lease {
 				cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{w.k}, args: []any{w.guard}})
@@ -484,6 +501,7 @@ func (c *Client) freshTTL(key string, ttl time.Duration) time.Duration {
 type keyLoad struct {
 	key      string // logical
 	k        string // stored
+	gen      uint64 // its namespace generation
 	done     chan struct{}
 	deadline time.Time
 	marks    atomic.Uint64
@@ -530,14 +548,15 @@ func (s *keyLoadSet) claim(keys []keyWant, timeout time.Duration) (own []*keyLoa
 	}
 	deadline := time.Now().Add(timeout)
 	for _, kw := range keys {
-		if w, ok := s.m[kw.k]; ok {
+		id := loadID(kw.k, kw.gen)
+		if w, ok := s.m[id]; ok {
 			w.callers.Add(1)
 			waits = append(waits, keyWait{w: w, key: kw.key, joined: w.marks.Load()})
 			continue
 		}
-		w := &keyLoad{key: kw.key, k: kw.k, guard: kw.guard, lease: kw.lease, done: make(chan struct{}), deadline: deadline}
+		w := &keyLoad{key: kw.key, k: kw.k, gen: kw.gen, guard: kw.guard, lease: kw.lease, done: make(chan struct{}), deadline: deadline}
 		w.callers.Add(1)
-		s.m[kw.k] = w
+		s.m[id] = w
 		own = append(own, w)
 	}
 	return own, waits
@@ -548,11 +567,12 @@ func (s *keyLoadSet) finish(ws []*keyLoad, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		if s.m[w.k] != w {
+		id := loadID(w.k, w.gen)
+		if s.m[id] != w {
 			continue // finished already
 		}
 		w.err, w.cert = err, w.marks.Load()+1
-		delete(s.m, w.k)
+		delete(s.m, id)
 		close(w.done)
 	}
 }
@@ -563,18 +583,30 @@ func (s *keyLoadSet) finishFound(ws []*keyLoad, get func(key string) (any, bool)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		if s.m[w.k] != w {
+		id := loadID(w.k, w.gen)
+		if s.m[id] != w {
 			continue
 		}
 		w.val, w.found = get(w.key)
-		delete(s.m, w.k)
+		delete(s.m, id)
 		close(w.done)
 	}
 }
 
-// get returns the load of stored key k in progress, or nil.
-func (s *keyLoadSet) get(k string) *keyLoad {
+// get returns the load of stored key k under generation gen in progress,
+// or nil.
+func (s *keyLoadSet) get(k string, gen uint64) *keyLoad {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[k]
+	return s.m[loadID(k, gen)]
+}
+
+// loadID is the key of a load in a keyLoadSet: its stored key and
+// generation, so a call that expects a newer generation never waits for a
+// load begun under an older one.
+func loadID(k string, gen uint64) string {
+	if gen == 0 {
+		return k
+	}
+	return k + "\x00" + strconv.FormatUint(gen, 10)
 }

@@ -25,6 +25,11 @@ type Metadata struct {
 	// Lease is true when the key holds only the placeholder of a load in
 	// progress (GetOrLoad or GetManyOrLoad): no value yet, a miss for Get.
 	Lease bool
+	// Generation is the namespace generation the entry was written under;
+	// an entry whose Generation is not [Client.Generation] of its
+	// namespace reads as a miss. 0 for counters, raw values and with
+	// GenerationTTL -1.
+	Generation int64
 }
 
 // Metadata returns what is known about key without decoding its value: its
@@ -83,5 +88,6 @@ func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	}
 	md.Negative = kind == storedNegative
 	md.Lease = kind == storedLease
+	md.Generation = int64(e.gen)
 	return md, nil
 }

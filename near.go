@@ -120,13 +120,13 @@ func (c *Client) nearWritten(ks []string) {
 }
 
 // nearMany answers the keys of b that have a live kept value that take
-// accepts (take(i, v) stores it for key i), counting them as hits, and
+// accepts (take(i, ent) stores it for key i), counting them as hits, and
 // returns a batch of the other keys with, for each, its index in b.
-func (c *Client) nearMany(b *batch, take func(i int, v any) bool) (*batch, []int) {
+func (c *Client) nearMany(b *batch, take func(i int, ent *nearEntry) bool) (*batch, []int) {
 	rest := &batch{c: c, op: b.op, quiet: b.quiet}
 	var idx []int
 	for i, k := range b.ks {
-		if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && take(i, ent.v) {
+		if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && take(i, ent) {
 			if !b.quiet {
 				c.ctr.hit(b.keys[i])
 			}

@@ -22,7 +22,7 @@ func TestACLScopedToPrefix(t *testing.T) {
 	admin := srv.Client(t)
 	ctx := t.Context()
 	acl := []any{"ACL", "SETUSER", "myapp", "on", ">app-password", "resetkeys", "~myapp:*", "resetchannels", "-@all"}
-	for _, c := range strings.Fields("+get +set +unlink +exists +incrby +pexpire +pttl +mget +scan +hgetall +hincrby +evalsha +eval +getrange +setrange +strlen +del +ping +info +dbsize +hello") {
+	for _, c := range strings.Fields("+get +set +unlink +exists +incrby +pexpire +pttl +mget +scan +evalsha +eval +getrange +setrange +strlen +del +incr +hget +hmget +hset +hsetnx +hincrby +hscan +rpush +ltrim +lrange +ping +info +dbsize +hello") {
 		acl = append(acl, c)
 	}
 	require.NoError(t, admin.Do(ctx, acl...).Err())
