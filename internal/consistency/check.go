@@ -54,6 +54,14 @@ type Violation struct {
 }
 
 func (v Violation) String() string {
+	s := v.describe()
+	if v.Read.Note != "" {
+		s += " (" + v.Read.Note + ")"
+	}
+	return s
+}
+
+func (v Violation) describe() string {
 	r := v.Read
 	switch v.Kind {
 	case Stale:

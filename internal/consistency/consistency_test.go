@@ -164,7 +164,7 @@ func TestCheck(t *testing.T) {
 func TestCheckViolationDetails(t *testing.T) {
 	t.Parallel()
 	w := Write{Key: "a", Version: 2, Client: 3, Op: "SetMany", Began: 10 * ms, Returned: 20 * ms, Confirmed: true}
-	r := Read{Key: "a", Client: 1, Op: "Get", Start: 45 * ms, End: 47 * ms, Version: 1, ValueKey: "a"}
+	r := Read{Key: "a", Client: 1, Op: "Get", Start: 45 * ms, End: 47 * ms, Version: 1, ValueKey: "a", Note: "loaded at 3ms"}
 	rep := Check(History{
 		Writes: []Write{del("a", 1, 1, 2), w, del("a", 3, 50, 60)},
 		Reads:  []Read{r},
@@ -176,7 +176,7 @@ func TestCheckViolationDetails(t *testing.T) {
 	}
 	assert.Equal(t, want, rep.Violations[0])
 	assert.Equal(t, 25*ms, rep.WorstStaleness)
-	assert.Equal(t, "a: client 1 Get [45ms, 47ms] read version 1, want >= 2: version 2 invalidated by client 3 SetMany at 20ms, stale for 25ms",
+	assert.Equal(t, "a: client 1 Get [45ms, 47ms] read version 1, want >= 2: version 2 invalidated by client 3 SetMany at 20ms, stale for 25ms (loaded at 3ms)",
 		rep.Violations[0].String())
 }
 

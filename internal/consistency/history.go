@@ -87,6 +87,9 @@ type Read struct {
 	// ValueKey is the key the returned value says it belongs to; a value
 	// of another key is a violation. Empty means not recorded.
 	ValueKey string
+	// Note is free text the test attaches (where the value came from, say);
+	// violations show it.
+	Note string
 }
 
 // History is everything a [Recorder] recorded.
