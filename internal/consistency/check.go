@@ -49,8 +49,14 @@ type Violation struct {
 	Invalidated time.Duration
 	// Staleness is ReadStart - Invalidated: how long Got had been obsolete.
 	Staleness time.Duration
-	Read      Read
-	Write     Write // for Stale only
+	// InLagWindow is set on a Stale violation whose read started, or whose
+	// Write ran, within the lag window of another, Lagged write of the key
+	// (from its Began to its Returned plus the lag, confirmed or not):
+	// Clients may then disagree about the key's namespace generation, so a
+	// write by one may miss the copy another reads.
+	InLagWindow bool
+	Read        Read
+	Write       Write // for Stale only
 }
 
 func (v Violation) String() string {
@@ -70,8 +76,12 @@ func (v Violation) describe() string {
 		if w.Lagged {
 			lag = " (lagged)"
 		}
-		return fmt.Sprintf("%s: client %d %s [%v, %v] read version %d, want >= %d: version %d invalidated by client %d %s%s at %v, stale for %v",
-			v.Key, r.Client, r.Op, r.Start, r.End, v.Got, v.Want, w.Version, w.Client, w.Op, lag, w.Returned, v.Staleness)
+		window := ""
+		if v.InLagWindow {
+			window = " in a lag window"
+		}
+		return fmt.Sprintf("%s: client %d %s [%v, %v] read version %d, want >= %d: version %d invalidated by client %d %s%s at %v, stale for %v%s",
+			v.Key, r.Client, r.Op, r.Start, r.End, v.Got, v.Want, w.Version, w.Client, w.Op, lag, w.Returned, v.Staleness, window)
 	case WrongKey:
 		return fmt.Sprintf("%s: client %d %s [%v, %v] returned the value of key %q",
 			v.Key, r.Client, r.Op, r.Start, r.End, r.ValueKey)
@@ -92,6 +102,8 @@ type Report struct {
 	Failed      int
 	// Violations are ordered by ReadStart.
 	Violations []Violation
+	// InLagWindow counts the Stale violations with InLagWindow set.
+	InLagWindow int
 	// WorstStaleness is the largest Staleness of a Stale violation.
 	WorstStaleness time.Duration
 }
@@ -111,8 +123,8 @@ func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "operations: %d (%d writes, %d unconfirmed; %d reads)\n", r.Ops, r.Writes, r.Unconfirmed, r.Reads)
 	fmt.Fprintf(&b, "reads checked: %d (misses %d, errors %d)\n", r.Checked, r.Misses, r.Failed)
-	fmt.Fprintf(&b, "violations: %d (stale %d, wrong key %d, future %d)\n",
-		len(r.Violations), r.Count(Stale), r.Count(WrongKey), r.Count(Future))
+	fmt.Fprintf(&b, "violations: %d (stale %d, %d of them in a lag window; wrong key %d; future %d)\n",
+		len(r.Violations), r.Count(Stale), r.InLagWindow, r.Count(WrongKey), r.Count(Future))
 	fmt.Fprintf(&b, "worst staleness: %v", r.WorstStaleness)
 	return b.String()
 }
@@ -121,7 +133,9 @@ func (r Report) String() string {
 // binds a read of its key that starts after the write's Returned; a Lagged
 // write binds the reads of other Clients only from Returned + lag. A read
 // that returned a value must return at least the newest bound version and
-// a value of its own key. Misses and failed reads are counted only. Check
+// a value of its own key. Misses and failed reads are counted only. Stale
+// violations near a Lagged write are marked (see [Violation].InLagWindow)
+// but count like the others. Check
 // costs O((W + R) log W) for W writes and R reads.
 func Check(h History, lag time.Duration) Report {
 	rep := Report{Ops: len(h.Writes) + len(h.Reads), Writes: len(h.Writes), Reads: len(h.Reads)}
@@ -155,6 +169,9 @@ func Check(h History, lag time.Duration) Report {
 			rep.Violations = append(rep.Violations, v)
 			if v.Kind == Stale {
 				rep.WorstStaleness = max(rep.WorstStaleness, v.Staleness)
+			}
+			if v.InLagWindow {
+				rep.InLagWindow++
 			}
 		}
 	}
@@ -201,20 +218,25 @@ func checkRead(k *keyIndex, r Read) (Violation, bool) {
 	v.Write = *first
 	v.Invalidated = first.Returned
 	v.Staleness = r.Start - first.Returned
+	v.InLagWindow = k.windows.overlaps(r.Start, r.Start, first) || k.windows.overlaps(first.Began, first.Returned, first)
 	return v, true
 }
 
 // keyIndex holds one key's confirmed writes, by the time they bind.
 type keyIndex struct {
-	all    timeline                // non-lagged writes, binding from Returned
-	lagged timeline                // lagged writes, binding from Returned+lag
-	own    map[int]*timeline       // lagged writes by Client, binding on it from Returned
-	began  map[int64]time.Duration // every write's Began, by version
+	all     timeline                // non-lagged writes, binding from Returned
+	lagged  timeline                // lagged writes, binding from Returned+lag
+	own     map[int]*timeline       // lagged writes by Client, binding on it from Returned
+	began   map[int64]time.Duration // every write's Began, by version
+	windows                         // of the lagged writes
 }
 
 func (k *keyIndex) add(w *Write, lag time.Duration) {
 	if b, ok := k.began[w.Version]; !ok || w.Began < b {
 		k.began[w.Version] = w.Began
+	}
+	if w.Lagged {
+		k.windows.add(w, w.Began, w.Returned+lag)
 	}
 	if !w.Confirmed {
 		return
@@ -236,6 +258,7 @@ func (k *keyIndex) add(w *Write, lag time.Duration) {
 }
 
 func (k *keyIndex) seal() {
+	k.windows.seal()
 	k.all.seal()
 	k.lagged.seal()
 	for _, tl := range k.own {
@@ -281,4 +304,51 @@ func (tl *timeline) binding(start time.Duration, got int64) (int64, *Write) {
 	}
 	i := sort.Search(n, func(i int) bool { return tl.max[i] > got })
 	return want, tl.ev[i].w
+}
+
+// windows is the lag windows of a key's Lagged writes, sorted by start,
+// with the two latest ends among each prefix, so that one write's own
+// window can be left out of a search.
+type windows struct {
+	w   []window
+	top [][2]int // top[i]: indexes into w[:i+1] of the two latest ends (-1: none)
+}
+
+type window struct {
+	from, to time.Duration
+	w        *Write
+}
+
+func (ws *windows) add(w *Write, from, to time.Duration) {
+	ws.w = append(ws.w, window{from, to, w})
+}
+
+func (ws *windows) seal() {
+	slices.SortFunc(ws.w, func(a, b window) int { return cmp.Compare(a.from, b.from) })
+	ws.top = make([][2]int, len(ws.w))
+	best := [2]int{-1, -1}
+	for i := range ws.w {
+		switch {
+		case best[0] < 0 || ws.w[i].to > ws.w[best[0]].to:
+			best = [2]int{i, best[0]}
+		case best[1] < 0 || ws.w[i].to > ws.w[best[1]].to:
+			best[1] = i
+		}
+		ws.top[i] = best
+	}
+}
+
+// overlaps reports whether [from, to] meets the window of a write other
+// than except.
+func (ws *windows) overlaps(from, to time.Duration, except *Write) bool {
+	n := sort.Search(len(ws.w), func(i int) bool { return ws.w[i].from > to })
+	if n == 0 {
+		return false
+	}
+	for _, i := range ws.top[n-1] {
+		if i >= 0 && ws.w[i].w != except {
+			return ws.w[i].to >= from
+		}
+	}
+	return false
 }

@@ -117,7 +117,48 @@ func TestCheck(t *testing.T) {
 			name:   "lagged and plain writes together",
 			writes: []Write{lagged(del("a", 1, 10, 20), 1), del("a", 2, 30, 40)},
 			reads:  []Read{got("a", 0, 1, 50, 51), got("a", 0, 0, 50, 51), got("a", 0, 2, 50, 51)},
-			want:   []string{"stale a got 1 want 2 stale 10ms", "stale a got 0 want 2 stale 10ms"},
+			want:   []string{"stale a got 1 want 2 stale 10ms in lag window", "stale a got 0 want 2 stale 10ms in lag window"},
+		},
+		{
+			name: "lag window: the read or the write within it, or neither",
+			// The window of the lagged write is [10ms, 120ms].
+			writes: []Write{lagged(del("a", 1, 10, 20), 1), del("a", 2, 100, 110), del("a", 3, 200, 210)},
+			reads: []Read{
+				got("a", 2, 1, 115, 116), // read and write in the window
+				got("a", 2, 2, 130, 131), // fine
+				got("a", 2, 1, 130, 131), // the write (of 2) in the window
+				got("a", 2, 2, 300, 301), // neither
+			},
+			want: []string{
+				"stale a got 1 want 2 stale 5ms in lag window",
+				"stale a got 1 want 2 stale 20ms in lag window",
+				"stale a got 2 want 3 stale 90ms",
+			},
+		},
+		{
+			name: "lag window of an unconfirmed lagged write",
+			// The write of 2 ran in the window [10ms, 120ms].
+			writes: []Write{unconfirmed(lagged(del("a", 1, 10, 20), 1)), del("a", 2, 30, 40)},
+			reads:  []Read{got("a", 0, 0, 50, 51), got("a", 0, 1, 500, 501)},
+			want:   []string{"stale a got 0 want 2 stale 10ms in lag window", "stale a got 1 want 2 stale 460ms in lag window"},
+		},
+		{
+			name: "lag windows of two lagged writes",
+			// Windows [10ms, 120ms] (version 1, client 1) and [50ms, 160ms]
+			// (version 2, client 2); only the other write's window counts.
+			writes: []Write{lagged(del("a", 1, 10, 20), 1), lagged(del("a", 2, 50, 60), 2)},
+			reads: []Read{
+				withClient(got("a", 1, 0, 30, 31), 1), // its own window only
+				withClient(got("a", 2, 1, 70, 71), 2), // in version 1's window
+				withClient(got("a", 2, 1, 130, 131), 2),
+				got("a", 0, 1, 200, 201), // version 2 ran in version 1's window
+			},
+			want: []string{
+				"stale a got 0 want 1 stale 10ms",
+				"stale a got 1 want 2 stale 10ms in lag window",
+				"stale a got 1 want 2 stale 70ms in lag window",
+				"stale a got 1 want 2 stale 140ms in lag window",
+			},
 		},
 		{
 			name:  "value of another key",
@@ -153,7 +194,11 @@ func TestCheck(t *testing.T) {
 			rep := Check(History{Writes: tc.writes, Reads: tc.reads}, lag)
 			var gotV []string
 			for _, v := range rep.Violations {
-				gotV = append(gotV, fmt.Sprintf("%s %s got %d want %d stale %v", v.Kind, v.Key, v.Got, v.Want, v.Staleness))
+				desc := fmt.Sprintf("%s %s got %d want %d stale %v", v.Kind, v.Key, v.Got, v.Want, v.Staleness)
+				if v.InLagWindow {
+					desc += " in lag window"
+				}
+				gotV = append(gotV, desc)
 			}
 			assert.Equal(t, tc.want, gotV, "violations")
 			assert.Equal(t, len(tc.writes)+len(tc.reads), rep.Ops, "Ops")
@@ -208,7 +253,7 @@ func TestReportCounts(t *testing.T) {
 		[]time.Duration{rep.Violations[0].ReadStart, rep.Violations[1].ReadStart, rep.Violations[2].ReadStart})
 	assert.Equal(t, "operations: 11 (3 writes, 1 unconfirmed; 8 reads)\n"+
 		"reads checked: 5 (misses 2, errors 1)\n"+
-		"violations: 3 (stale 2, wrong key 1, future 0)\n"+
+		"violations: 3 (stale 2, 0 of them in a lag window; wrong key 1; future 0)\n"+
 		"worst staleness: 40ms", rep.String())
 }
 
@@ -309,5 +354,32 @@ func BenchmarkCheck(b *testing.B) {
 	b.ResetTimer()
 	for b.Loop() {
 		Check(h, 0)
+	}
+}
+
+func TestWindowsOverlapsMatchesBruteForce(t *testing.T) {
+	t.Parallel()
+	r := rand.New(rand.NewPCG(3, 4))
+	for round := range 200 {
+		var ws windows
+		writes := make([]Write, 1+r.IntN(6))
+		for i := range writes {
+			from := time.Duration(r.IntN(100))
+			ws.add(&writes[i], from, from+time.Duration(r.IntN(50)))
+		}
+		all := append([]window(nil), ws.w...)
+		ws.seal()
+		for range 50 {
+			from := time.Duration(r.IntN(160))
+			to := from + time.Duration(r.IntN(20))
+			except := &writes[r.IntN(len(writes))]
+			want := false
+			for _, w := range all {
+				if w.w != except && w.from <= to && w.to >= from {
+					want = true
+				}
+			}
+			require.Equal(t, want, ws.overlaps(from, to, except), "round %d: [%d, %d] over %v", round, from, to, all)
+		}
 	}
 }

@@ -50,15 +50,17 @@ type Write struct {
 	Op      string // how, for reports: "Delete", "SetMany", ...
 	// Began is when the write started, before the Table was bumped.
 	Began time.Duration
-	// Returned is when the invalidation returned successfully. It is
-	// meaningful only when Confirmed.
+	// Returned is when the invalidation returned successfully, or, for
+	// an unconfirmed write, when the writer gave up.
 	Returned time.Duration
 	// Confirmed is false for a write whose invalidation failed (after its
 	// retries): it constrains no read.
 	Confirmed bool
 	// Lagged marks an invalidation that other Clients see only within the
 	// lag bound given to [Check] (a namespace invalidation); the
-	// invalidating Client sees it at once.
+	// invalidating Client sees it at once. From its Began to Returned plus
+	// the lag (its lag window), Clients may disagree about where the key
+	// is stored: see [Violation].InLagWindow.
 	Lagged bool
 }
 
