@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -124,7 +125,9 @@ type consHarness struct {
 	mode    consMode
 	lastNS  atomic.Int64 // when the last InvalidateNamespace began, as a Recorder time
 
-	readErrs, writeFails, faults, faultErrs atomic.Int64
+	readErrs, writeFails atomic.Int64
+	faults               map[string]int // by kind, counted by injectFaults
+	faultErrs            int
 
 	plantedMu sync.Mutex
 	planted   map[consVal]bool // the stale values plantStale stored
@@ -133,7 +136,7 @@ type consHarness struct {
 // newConsHarness empties b and builds the Clients, closed on cleanup.
 func newConsHarness(t *testing.T, b consBackend) *consHarness {
 	t.Helper()
-	h := &consHarness{t: t, b: b, rec: consistency.NewRecorder(), ctx: t.Context(), planted: map[consVal]bool{}}
+	h := &consHarness{t: t, b: b, rec: consistency.NewRecorder(), ctx: t.Context(), planted: map[consVal]bool{}, faults: map[string]int{}}
 	require.NoError(t, b.eachMaster(h.ctx, func(ctx context.Context, c *redis.Client) error {
 		return c.FlushAll(ctx).Err()
 	}))
@@ -193,14 +196,31 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 	<-stop.Done()
 	faultWait(h.t, &wg, 30*time.Second, "consistency workers")
 	rep := consistency.Check(h.rec.History(), consLag)
-	origins := map[string]int{}
-	for _, v := range rep.Violations {
-		origin, _, _ := strings.Cut(v.Read.Note, " ")
-		origins[origin]++
-	}
-	h.t.Logf("%s\nviolations by origin of the value read: %v\nread errors: %d, unconfirmed writes: %d, faults: %d (%d failed)",
-		rep, origins, h.readErrs.Load(), h.writeFails.Load(), h.faults.Load(), h.faultErrs.Load())
+	h.t.Logf("%s\nread errors: %d, unconfirmed writes: %d, faults: %v (%d failed)%s",
+		rep, h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, byOrigin(rep))
 	return rep
+}
+
+// byOrigin describes the violations by who stored the value read and
+// whether they are in a lag window, with the first two of each group.
+func byOrigin(rep consistency.Report) string {
+	groups := map[string][]consistency.Violation{}
+	for _, v := range rep.Violations {
+		group, _, _ := strings.Cut(v.Read.Note, " ")
+		if v.InLagWindow {
+			group += ", in a lag window"
+		}
+		groups[group] = append(groups[group], v)
+	}
+	var b strings.Builder
+	for _, group := range slices.Sorted(maps.Keys(groups)) {
+		vs := groups[group]
+		fmt.Fprintf(&b, "\nviolations reading a value %s: %d, e.g.", group, len(vs))
+		for _, v := range vs[:min(2, len(vs))] {
+			fmt.Fprintf(&b, "\n  %s", v)
+		}
+	}
+	return b.String()
 }
 
 // requireConsistent fails the test if rep has violations, showing the
@@ -455,17 +475,17 @@ func (h *consHarness) injectFaults(stop context.Context, d time.Duration) {
 		case <-stop.Done():
 			return
 		case <-kill.C:
-			h.fault(func(ctx context.Context, c *redis.Client) error {
+			h.fault("CLIENT KILL", func(ctx context.Context, c *redis.Client) error {
 				return c.ClientKillByFilter(ctx, "TYPE", "normal").Err()
 			})
 		case <-pause.C:
 			mode := []string{"ALL", "WRITE"}[rand.IntN(2)]
-			h.fault(func(ctx context.Context, c *redis.Client) error {
+			h.fault("CLIENT PAUSE "+mode, func(ctx context.Context, c *redis.Client) error {
 				return c.Do(ctx, "CLIENT", "PAUSE", "100", mode).Err()
 			})
 		case <-restart.C:
 			if h.b.srv != nil {
-				h.faults.Add(1)
+				h.faults["restart"]++
 				h.b.srv.Restart(h.t)
 			}
 		}
@@ -473,12 +493,12 @@ func (h *consHarness) injectFaults(stop context.Context, d time.Duration) {
 }
 
 // fault runs fn on every master with a short deadline, counting it.
-func (h *consHarness) fault(fn func(context.Context, *redis.Client) error) {
+func (h *consHarness) fault(kind string, fn func(context.Context, *redis.Client) error) {
 	ctx, cancel := context.WithTimeout(h.ctx, time.Second)
 	defer cancel()
-	h.faults.Add(1)
+	h.faults[kind]++
 	if err := h.b.eachMaster(ctx, fn); err != nil {
-		h.faultErrs.Add(1)
+		h.faultErrs++
 	}
 }
 

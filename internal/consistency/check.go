@@ -80,8 +80,8 @@ func (v Violation) describe() string {
 		if v.InLagWindow {
 			window = " in a lag window"
 		}
-		return fmt.Sprintf("%s: client %d %s [%v, %v] read version %d, want >= %d: version %d invalidated by client %d %s%s at %v, stale for %v%s",
-			v.Key, r.Client, r.Op, r.Start, r.End, v.Got, v.Want, w.Version, w.Client, w.Op, lag, w.Returned, v.Staleness, window)
+		return fmt.Sprintf("%s: client %d %s [%v, %v] read version %d, want >= %d: version %d invalidated by client %d %s%s [%v, %v], stale for %v%s",
+			v.Key, r.Client, r.Op, r.Start, r.End, v.Got, v.Want, w.Version, w.Client, w.Op, lag, w.Began, w.Returned, v.Staleness, window)
 	case WrongKey:
 		return fmt.Sprintf("%s: client %d %s [%v, %v] returned the value of key %q",
 			v.Key, r.Client, r.Op, r.Start, r.End, r.ValueKey)

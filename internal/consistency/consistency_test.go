@@ -221,7 +221,7 @@ func TestCheckViolationDetails(t *testing.T) {
 	}
 	assert.Equal(t, want, rep.Violations[0])
 	assert.Equal(t, 25*ms, rep.WorstStaleness)
-	assert.Equal(t, "a: client 1 Get [45ms, 47ms] read version 1, want >= 2: version 2 invalidated by client 3 SetMany at 20ms, stale for 25ms (loaded at 3ms)",
+	assert.Equal(t, "a: client 1 Get [45ms, 47ms] read version 1, want >= 2: version 2 invalidated by client 3 SetMany [10ms, 20ms], stale for 25ms (loaded at 3ms)",
 		rep.Violations[0].String())
 }
 
