@@ -93,11 +93,13 @@ type consBackend struct {
 	raw     redis.UniversalClient
 }
 
+// consStandalone starts a redis-server for a run.
 func consStandalone(t *testing.T) consBackend {
 	srv := redistest.Start(t)
 	return consBackend{addrs: []string{srv.Addr()}, srv: srv, raw: srv.Client(t)}
 }
 
+// consCluster starts a 3-master cluster for a run.
 func consCluster(t *testing.T) consBackend {
 	cl := redistest.StartCluster(t, 3, 0)
 	return consBackend{addrs: cl.Addrs(), cluster: true, raw: cl.Client(t)}
@@ -196,8 +198,12 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 	<-stop.Done()
 	faultWait(h.t, &wg, 30*time.Second, "consistency workers")
 	rep := consistency.Check(h.rec.History(), consLag)
-	h.t.Logf("%s\nread errors: %d, unconfirmed writes: %d, faults: %v (%d failed)%s",
-		rep, h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, byOrigin(rep))
+	var names []string
+	for ci, spec := range consClients {
+		names = append(names, fmt.Sprintf("%d %s", ci, spec.name))
+	}
+	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d, faults: %v (%d failed)%s",
+		rep, strings.Join(names, ", "), h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, byOrigin(rep))
 	return rep
 }
 
@@ -258,6 +264,7 @@ func (h *consHarness) loaderMany(ci int) func(context.Context, []string) (map[st
 	}
 }
 
+// loaded is key's value as Client ci's loaders read it from the Table now.
 func (h *consHarness) loaded(ci int, key string) consVal {
 	return consVal{Key: key, Version: h.table.Version(key), Origin: fmt.Sprintf("loaded by client %d at %v", ci, h.rec.Now())}
 }
@@ -302,6 +309,8 @@ func (h *consHarness) getManyOrLoad(ci int, keys []string) {
 	}
 }
 
+// recordRead records a read of key on Client ci that started at start
+// and returned v and err.
 func (h *consHarness) recordRead(ci int, op, key string, start time.Duration, v consVal, err error) {
 	r := consistency.Read{Key: key, Client: ci, Op: op, Start: start, End: h.rec.Now(), Version: v.Version, ValueKey: v.Key, Note: v.Origin}
 	switch {
