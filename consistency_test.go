@@ -130,6 +130,7 @@ type consHarness struct {
 	readErrs, writeFails atomic.Int64
 	faults               map[string]int // by kind, counted by injectFaults
 	faultErrs            int
+	restarted            []time.Duration // when each restart ended
 
 	plantedMu sync.Mutex
 	planted   map[consVal]bool // the stale values plantStale stored
@@ -202,9 +203,31 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 	for ci, spec := range consClients {
 		names = append(names, fmt.Sprintf("%d %s", ci, spec.name))
 	}
-	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d, faults: %v (%d failed)%s",
-		rep, strings.Join(names, ", "), h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, byOrigin(rep))
+	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d, faults: %v (%d failed), restarts done at %v\n%s%s",
+		rep, strings.Join(names, ", "), h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, h.restarted,
+		h.generations(), byOrigin(rep))
 	return rep
+}
+
+// generations describes the namespace generations in Redis and as each
+// Client saw them when the run ended: Clients that disagree read and write
+// different copies of a key.
+func (h *consHarness) generations() string {
+	stored, err := h.b.raw.HGetAll(h.ctx, "cons:\x00generations").Result()
+	if err != nil {
+		return fmt.Sprintf("generations: %v", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "generations in Redis %v; as Clients 0..%d see them:", stored, len(h.clients)-1)
+	for ns := range consNamespaces {
+		name := rediscache.Namespace(fmt.Sprintf("ns%d", ns+1))
+		gens := make([]int64, len(h.clients))
+		for ci, c := range h.clients {
+			gens[ci], _ = c.Generation(h.ctx, name)
+		}
+		fmt.Fprintf(&b, " %s %v", name, gens)
+	}
+	return b.String()
 }
 
 // byOrigin describes the violations by who stored the value read and
@@ -479,6 +502,7 @@ func (h *consHarness) injectFaults(stop context.Context, d time.Duration) {
 	defer pause.Stop()
 	restart := time.NewTicker(d / 3)
 	defer restart.Stop()
+	restarts := 0
 	for {
 		select {
 		case <-stop.Done():
@@ -493,9 +517,11 @@ func (h *consHarness) injectFaults(stop context.Context, d time.Duration) {
 				return c.Do(ctx, "CLIENT", "PAUSE", "100", mode).Err()
 			})
 		case <-restart.C:
-			if h.b.srv != nil {
+			if h.b.srv != nil && restarts < 2 {
+				restarts++
 				h.faults["restart"]++
 				h.b.srv.Restart(h.t)
+				h.restarted = append(h.restarted, h.rec.Now())
 			}
 		}
 	}
