@@ -168,6 +168,20 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 	stop, cancel := context.WithTimeout(h.ctx, d)
 	defer cancel()
 	var wg sync.WaitGroup
+	h.startWorkers(stop, &wg)
+	if m.faults {
+		h.injectFaults(stop, d)
+	}
+	<-stop.Done()
+	faultWait(h.t, &wg, 30*time.Second, "consistency workers")
+	rep := consistency.Check(h.rec.History(), consLag)
+	h.logReport(rep)
+	return rep
+}
+
+// startWorkers starts the writers, paced, the readers, as fast as they
+// go, and the planted stale setter if asked, all running until stop.
+func (h *consHarness) startWorkers(stop context.Context, wg *sync.WaitGroup) {
 	for range consWriters {
 		wg.Go(func() {
 			tick := time.NewTicker(consWritePace)
@@ -190,23 +204,21 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 			})
 		}
 	}
-	if m.plant {
+	if h.mode.plant {
 		wg.Go(func() { h.plantStale(stop) })
 	}
-	if m.faults {
-		h.injectFaults(stop, d)
-	}
-	<-stop.Done()
-	faultWait(h.t, &wg, 30*time.Second, "consistency workers")
-	rep := consistency.Check(h.rec.History(), consLag)
+}
+
+// logReport logs rep with what the harness counted and the state of the
+// namespace generations.
+func (h *consHarness) logReport(rep consistency.Report) {
 	var names []string
 	for ci, spec := range consClients {
 		names = append(names, fmt.Sprintf("%d %s", ci, spec.name))
 	}
-	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d, faults: %v (%d failed), restarts done at %v\n%s%s",
+	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d\nfaults: %v (%d failed), restarts done at %v\n%s%s",
 		rep, strings.Join(names, ", "), h.readErrs.Load(), h.writeFails.Load(), h.faults, h.faultErrs, h.restarted,
 		h.generations(), byOrigin(rep))
-	return rep
 }
 
 // generations describes the namespace generations in Redis and as each
@@ -397,11 +409,7 @@ func (h *consHarness) write() {
 		})
 	case n < 60:
 		h.invalidate(ci, "DeleteMany", some, false, func(ctx context.Context, vals map[string]consVal) error {
-			keys := make([]string, 0, len(vals))
-			for k := range vals {
-				keys = append(keys, k)
-			}
-			_, err := c.DeleteMany(ctx, keys)
+			_, err := c.DeleteMany(ctx, slices.Collect(maps.Keys(vals)))
 			return err
 		})
 	case n < 75:
@@ -549,11 +557,7 @@ func TestConsistency(t *testing.T) {
 		t.Run(be.name, func(t *testing.T) {
 			b := be.start(t)
 			for _, faults := range []bool{false, true} {
-				name := "calm"
-				if faults {
-					name = "faults"
-				}
-				t.Run(name, func(t *testing.T) {
+				t.Run(map[bool]string{false: "calm", true: "faults"}[faults], func(t *testing.T) {
 					h := newConsHarness(t, b)
 					h.requireConsistent(h.run(*consistencyFor, consMode{faults: faults}))
 				})
