@@ -31,9 +31,9 @@ import (
 // a newer one (InvalidateNamespace binds other Clients only after
 // GenerationTTL).
 
-// consistencyFor is how long each TestConsistency run lasts.
+// consistencyFor is how long each of the four TestConsistency runs lasts.
 var consistencyFor = flag.Duration("consistency", 3*time.Second,
-	"how long each TestConsistency run drives its Clients (CI: -consistency 60s)")
+	"how long each of the 4 TestConsistency runs drives its Clients (CI: -consistency 60s); shortened to fit -timeout")
 
 const (
 	consNamespaces = 3
@@ -553,17 +553,33 @@ func TestConsistency(t *testing.T) {
 		{name: "standalone", start: consStandalone},
 		{name: "cluster", start: consCluster},
 	}
+	runsLeft := 2 * len(backends)
 	for _, be := range backends {
 		t.Run(be.name, func(t *testing.T) {
 			b := be.start(t)
 			for _, faults := range []bool{false, true} {
 				t.Run(map[bool]string{false: "calm", true: "faults"}[faults], func(t *testing.T) {
 					h := newConsHarness(t, b)
-					h.requireConsistent(h.run(*consistencyFor, consMode{faults: faults}))
+					h.requireConsistent(h.run(consDuration(t, runsLeft), consMode{faults: faults}))
 				})
+				runsLeft--
 			}
 		})
 	}
+}
+
+// consDuration returns how long a run may last: -consistency, shortened
+// if need be so that runsLeft runs (this one included) end a minute before
+// the test binary's -timeout.
+func consDuration(t *testing.T, runsLeft int) time.Duration {
+	d := *consistencyFor
+	if deadline, ok := t.Deadline(); ok {
+		if fit := max(time.Second, (time.Until(deadline)-time.Minute)/time.Duration(runsLeft)); fit < d {
+			t.Logf("run shortened from %v to %v to end before -timeout", d, fit.Round(time.Second))
+			d = fit
+		}
+	}
+	return d
 }
 
 // TestConsistencyCheckerCatchesPlantedStaleSet shows that the harness and
