@@ -23,6 +23,7 @@ const (
 	Future
 )
 
+// String returns "stale", "wrong key" or "future".
 func (k Kind) String() string {
 	switch k {
 	case Stale:
@@ -59,6 +60,8 @@ type Violation struct {
 	Write       Write // for Stale only
 }
 
+// String describes v on one line: the read, what it should have read and
+// the invalidation that made its version obsolete, then the read's Note.
 func (v Violation) String() string {
 	s := v.describe()
 	if v.Read.Note != "" {
@@ -98,8 +101,8 @@ type Report struct {
 	Unconfirmed int // writes whose invalidation failed
 	Reads       int
 	Checked     int // reads that returned a value, all checked
-	Misses      int
-	Failed      int
+	Misses      int // reads with Outcome Miss
+	Failed      int // reads with Outcome Failed
 	// Violations are ordered by ReadStart.
 	Violations []Violation
 	// InLagWindow counts the Stale violations with InLagWindow set.
@@ -119,6 +122,8 @@ func (r Report) Count(k Kind) int {
 	return n
 }
 
+// String prints the figures of r in four lines: operations, reads
+// checked, violations by kind, worst staleness. It lists no violation.
 func (r Report) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "operations: %d (%d writes, %d unconfirmed; %d reads)\n", r.Ops, r.Writes, r.Unconfirmed, r.Reads)
@@ -132,8 +137,9 @@ func (r Report) String() string {
 // Check checks every read of h against the writes of h. A confirmed write
 // binds a read of its key that starts after the write's Returned; a Lagged
 // write binds the reads of other Clients only from Returned + lag. A read
-// that returned a value must return at least the newest bound version and
-// a value of its own key. Misses and failed reads are counted only. Stale
+// that returned a value must return at least the newest bound version, a
+// value of its own key, and a version whose write began before the read
+// ended. Misses and failed reads are counted only. Stale
 // violations near a Lagged write are marked (see [Violation].InLagWindow)
 // but count like the others. Check
 // costs O((W + R) log W) for W writes and R reads.
