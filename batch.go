@@ -490,15 +490,34 @@ func (b *batch) set(ctx context.Context, vals [][]byte, ttls []time.Duration) {
 
 // unlinkSend deletes stored keys ks[i] on rdb and adds the number deleted
 // to n: one multi-key UNLINK per chunk when multi (one server, no slots),
-// else a pipeline of single-key UNLINKs (keys in different slots).
-func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64) sendFunc {
+// else a pipeline of single-key UNLINKs (keys in different slots). With
+// bump, the same round trip bumps the keys' delete counters (see
+// batchguard.go).
+func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bump func(context.Context, redis.Pipeliner, []string)) sendFunc {
 	return func(ctx context.Context, idx []int, errs []error) {
+		keys := make([]string, len(idx))
+		for j, i := range idx {
+			keys[j] = ks[i]
+		}
+		pipe := rdb.Pipeline()
+		var cmds []*redis.IntCmd
 		if multi {
-			keys := make([]string, len(idx))
-			for j, i := range idx {
-				keys[j] = ks[i]
+			cmds = []*redis.IntCmd{pipe.Unlink(ctx, keys...)}
+		} else {
+			cmds = make([]*redis.IntCmd, len(keys))
+			for j, k := range keys {
+				cmds[j] = pipe.Unlink(ctx, k)
 			}
-			d, err := rdb.Unlink(ctx, keys...).Result()
+		}
+		if bump != nil {
+			bump(ctx, pipe, keys)
+		}
+		all, _ := pipe.Exec(ctx) // each command's own result is read
+		if multi {
+			d, err := cmds[0].Result()
+			if err == nil {
+				err = bumpErr(all[1:])
+			}
 			if err != nil {
 				for j := range errs {
 					errs[j] = err
@@ -508,16 +527,12 @@ func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64) sen
 			n.Add(d)
 			return
 		}
-		pipe := rdb.Pipeline()
-		cmds := make([]*redis.IntCmd, len(idx))
-		for j, i := range idx {
-			cmds[j] = pipe.Unlink(ctx, ks[i])
-		}
-		_, _ = pipe.Exec(ctx)
+		berr := bumpErr(all[len(cmds):])
 		for j, cmd := range cmds {
 			d, err := cmd.Result()
 			if errs[j] = err; err == nil {
 				n.Add(d)
+				errs[j] = berr
 			}
 		}
 	}
@@ -676,7 +691,11 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 	}
 	var n atomic.Int64
 	c.nearWritten(b.ks)
-	b.run(ctx, unlinkSend(c.rdb, c.single(), b.ks, &n))
+	var bump func(context.Context, redis.Pipeliner, []string)
+	if c.countsDeletes() {
+		bump = c.bumpDeletes
+	}
+	b.run(ctx, unlinkSend(c.rdb, c.single(), b.ks, &n, bump))
 	c.ctr.deleted("", uint64(n.Load())) // keys may span namespaces: global count only
 	return n.Load(), b.err()
 }

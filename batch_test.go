@@ -73,17 +73,23 @@ func (e topo) eachNode(t testing.TB, fn func(ctx context.Context, n *redis.Clien
 	}
 }
 
-// dbsize returns the number of keys on e, bookkeeping keys (a NUL byte
-// in the key: the namespace generations) not counted.
+// dbsize returns the number of keys on e, bookkeeping keys not counted.
 func (e topo) dbsize(t testing.TB) int64 {
 	t.Helper()
-	var total int64
-	for k := range e.keys(t) {
-		if !strings.Contains(k, "\x00") {
-			total++
+	return int64(len(e.userKeys(t)))
+}
+
+// userKeys is keys without the bookkeeping keys (a NUL byte in the key:
+// namespace generations, delete counters).
+func (e topo) userKeys(t testing.TB) map[string]bool {
+	t.Helper()
+	all := e.keys(t)
+	for k := range all {
+		if strings.Contains(k, "\x00") {
+			delete(all, k)
 		}
 	}
-	return total
+	return all
 }
 
 // keys returns every key on e, found by SCAN on every master.

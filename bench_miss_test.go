@@ -94,4 +94,5 @@ func BenchmarkGetManyOrLoadMiss(b *testing.B) {
 		return err
 	}
 	runPaired(b, "raw", rawMany, "GetManyOrLoad", many)
+	runNamed(b, []namedOp{{"GetManyOrLoad", many}})
 }

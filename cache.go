@@ -370,12 +370,14 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 	if c.near != nil {
 		c.near.written(k)
 	}
+	unlink := func(ctx context.Context) (int64, error) { return c.one.Unlink(ctx, k).Result() }
+	if c.countsDeletes() {
+		unlink = func(ctx context.Context) (int64, error) { return c.unlinkCounted(ctx, k) }
+	}
 	start := mono()
-	n, err := c.one.Unlink(ctx, k).Result()
+	n, err := unlink(ctx)
 	if err != nil {
-		n, err = retry(ctx, c, idempotent, n, err, func(ctx context.Context) (int64, error) {
-			return c.one.Unlink(ctx, k).Result()
-		})
+		n, err = retry(ctx, c, idempotent, n, err, unlink)
 	}
 	c.observeOp(opDelete, k, start, err)
 	if err != nil {

@@ -25,6 +25,20 @@ var (
 redis.call("SET", KEYS[1], ARGV[2], "PX", ARGV[3])
 return 1`)
 
+	// casSetManyScript is casSetScript for many keys of one server:
+	// ARGV holds (header, value, PX) for each key. It returns 1 or 0 per key.
+	casSetManyScript = redis.NewScript(`local out = {}
+for i = 1, #KEYS do
+  local g = ARGV[3 * i - 2]
+  if redis.call("GETRANGE", KEYS[i], 0, #g - 1) == g then
+    redis.call("SET", KEYS[i], ARGV[3 * i - 1], "PX", ARGV[3 * i])
+    out[i] = 1
+  else
+    out[i] = 0
+  end
+end
+return out`)
+
 	// casDelScript deletes the key if it starts with ARGV[1] (a lease the
 	// load gives up, or a refresh lock).
 	casDelScript = redis.NewScript(`if redis.call("GETRANGE", KEYS[1], 0, #ARGV[1] - 1) ~= ARGV[1] then return 0 end

@@ -144,8 +144,20 @@ func (c *Client) prefixLiterals(prefix string) ([]string, error) {
 func (c *Client) logicalKey(k string) string { return k[len(c.pfx):] }
 
 // deletePrefix UNLINKs every stored key starting with one of literals,
-// page by page as SCAN finds them, and returns the number deleted.
+// page by page as SCAN finds them, and returns the number deleted. First,
+// on one server, it bumps the counter of all keys, so every batch load in
+// progress stores nothing (see batchguard.go; loads of single keys and on
+// a cluster hold leases in their keys, which the walk deletes).
 func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals []string) (int64, error) {
+	if c.countsDeletes() {
+		start := mono()
+		err := c.bumpAll(ctx)
+		c.observe(c.pfx+delHashName, start, err)
+		if err != nil {
+			c.ctr.fail(prefix)
+			return 0, opErr(op, prefix, err)
+		}
+	}
 	var (
 		n      atomic.Int64
 		mu     sync.Mutex
@@ -159,7 +171,7 @@ func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals [
 		}
 		b := &batch{c: c, op: op, keys: keys, ks: ks}
 		c.nearWritten(ks)
-		b.run(ctx, unlinkSend(rdb, multi, ks, &n))
+		b.run(ctx, unlinkSend(rdb, multi, ks, &n, nil))
 		mu.Lock()
 		defer mu.Unlock()
 		found += len(ks)

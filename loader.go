@@ -510,15 +510,15 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 	if a.guard == "" {
 		return o
 	}
-	e, ttl := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
-	if e == nil {
+	e, ttl, ok := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
+	if !ok {
 		if a.lease {
 			c.releaseLease(ctx, lc.k, a.guard)
 		}
 		return o
 	}
 	storeCert := f.mark()
-	if c.storeGuarded(ctx, lc.key, lc.k, a.guard, *e, ttl) {
+	if c.storeGuarded(ctx, lc.key, lc.k, a.guard, e, ttl) {
 		o.cert = storeCert
 	}
 	return o
@@ -529,30 +529,30 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 // negative entry for ErrNotFound (unless NegativeTTL is -1); nil for any
 // other error, or a value that cannot be encoded or is over MaxValueSize
 // (counted as an error).
-func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration) (*envelope, time.Duration) {
+func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration) (envelope, time.Duration, bool) {
 	now := time.Now()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if c.opt.NegativeTTL <= 0 {
-			return nil, 0
+			return envelope{}, 0, false
 		}
-		return &envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen}, c.opt.NegativeTTL
+		return envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen}, c.opt.NegativeTTL, true
 	case err != nil:
-		return nil, 0
+		return envelope{}, 0, false
 	}
 	p, merr := c.opt.Codec.Marshal(v)
 	if merr != nil || (c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize) {
 		c.ctr.fail(key)
-		return nil, 0
+		return envelope{}, 0, false
 	}
-	return &envelope{
+	return envelope{
 		created:    now.UnixMilli(),
 		freshUntil: now.Add(ttl).UnixMilli(),
 		loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
 		stamp:      newStamp(),
 		gen:        gen,
 		payload:    p,
-	}, ttl + c.opt.StaleTTL
+	}, ttl + c.opt.StaleTTL, true
 }
 
 // storeGuarded writes e at stored key k for ttl if k still starts with
@@ -638,9 +638,9 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	}
 	v, cost, err := callLoader(ctx, c, lc.load)
 	var cmds []*guardedCmd
-	e, ttl := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
-	if e != nil {
-		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{lc.k}, args: []any{guard, encodeEnvelope(*e), pxArg(ttl)}})
+	e, ttl, stores := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
+	if stores {
+		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{lc.k}, args: []any{guard, encodeEnvelope(e), pxArg(ttl)}})
 	}
 	if token != "" {
 		cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{lockKey}, args: []any{token}})
@@ -648,14 +648,14 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	if len(cmds) == 0 || !c.brk.allow() {
 		return
 	}
-	if e != nil && c.near != nil {
+	if stores && c.near != nil {
 		c.near.written(lc.k)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()
 	start := mono()
 	execGuarded(sctx, c.one, cmds)
-	if e == nil {
+	if !stores {
 		c.observe(lockKey, start, cmds[0].cmd.Err())
 		return
 	}

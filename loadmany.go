@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -244,14 +243,23 @@ func (m *manyCall[T]) collect(ctx context.Context, waits []keyWait, retried bool
 		again []string
 		errs  []error
 	)
+	if len(waits) == 0 {
+		return nil, nil
+	}
+	// One timer for the call: the earliest LoadTimeout of the loads waited for.
+	deadline := waits[0].w.deadline
+	for _, kw := range waits[1:] {
+		if kw.w.deadline.Before(deadline) {
+			deadline = kw.w.deadline
+		}
+	}
+	timeout := time.NewTimer(time.Until(deadline) + m.c.loadGrace())
+	defer timeout.Stop()
 	for _, kw := range waits {
 		w := kw.w
-		timeout := time.NewTimer(time.Until(w.deadline) + m.c.loadGrace())
 		select {
 		case <-w.done:
-			timeout.Stop()
 		case <-ctx.Done():
-			timeout.Stop()
 			return nil, opErr(opGetManyOrLoad, "", ctx.Err())
 		case <-timeout.C:
 			return nil, opErr(opGetManyOrLoad, "", errLoadTimeout)
@@ -298,7 +306,15 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 			c.keyLoads.finish(own, newLoaderPanic(r))
 		}
 	}()
-	leases := c.takeLeases(ctx, own)
+	var (
+		leases []*keyLoad
+		counts *deleteCounts
+	)
+	if c.countsDeletes() {
+		counts = c.readDeletes(ctx, own)
+	} else {
+		leases = c.takeLeases(ctx, own)
+	}
 	keep := c.keepLeases(leases)
 	keys := make([]string, len(own))
 	for i, w := range own {
@@ -323,21 +339,22 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 		c.keyLoads.finish(own, err)
 		return
 	}
-	get := func(key string) (any, bool) {
-		v, ok := vals[key]
-		return v, ok
+	for _, w := range own {
+		if v, ok := vals[w.key]; ok {
+			w.val, w.found = v, true // boxed once, stored and handed out
+		}
 	}
-	c.storeLoaded(ctx, own, get, cost, ttl)
+	c.storeLoaded(ctx, own, cost, ttl, counts)
 	// Each key's outcome is handed out only after its store, so a call that
 	// starts after this one returns finds it in Redis.
-	c.keyLoads.finishFound(own, get)
+	c.keyLoads.finishFound(own)
 }
 
 // takeLeases writes a lease into every owned key that wants one (SET NX
-// PX, pipelined: one round trip per node per 500 keys) and sets the guard
-// of those it got. A key whose lease is refused (another process loads it,
-// or a value appeared) is loaded and not stored. It returns the keys
-// leased.
+// PX: on one server one script per 500 keys, elsewhere a pipeline per node)
+// and sets the guard of those it got. A key whose lease is refused (another
+// process loads it, or a value appeared) is loaded and not stored. It
+// returns the keys leased.
 func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
 	var want []*keyLoad
 	for _, w := range own {
@@ -348,64 +365,140 @@ func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
 	if len(want) == 0 || !c.brk.allow() {
 		return nil
 	}
-	ttl := c.leaseTTL()
-	var (
-		mu   sync.Mutex
-		held []*keyLoad
-	)
-	c.chunked(ctx, len(want), func(ctx context.Context, lo, hi int) {
+	ks := make([]string, len(want))
+	leases := make([]string, len(want))
+	for i, w := range want {
+		ks[i], leases[i] = w.k, newLease()
+	}
+	got := c.leaseMany(ctx, ks, leases, c.leaseTTL())
+	var held []*keyLoad
+	for i, w := range want {
+		if got[i] {
+			w.guard = leases[i]
+			held = append(held, w)
+		}
+	}
+	return held
+}
+
+// leaseMany runs SET ks[i] leases[i] NX PX ttl for every key, pipelined
+// (one round trip per node per 500 keys; cheaper for Redis than a script),
+// and reports which it set.
+func (c *Client) leaseMany(ctx context.Context, ks, leases []string, ttl time.Duration) []bool {
+	got := make([]bool, len(ks))
+	c.chunked(ctx, len(ks), func(ctx context.Context, lo, hi int) {
+		start := mono()
 		pipe := c.rdb.Pipeline()
 		cmds := make([]*redis.BoolCmd, hi-lo)
-		leases := make([]string, hi-lo)
 		for j := range cmds {
-			leases[j] = newLease()
-			cmds[j] = pipe.SetNX(ctx, want[lo+j].k, leases[j], ttl)
+			cmds[j] = pipe.SetNX(ctx, ks[lo+j], leases[lo+j], ttl)
 		}
-		start := mono()
 		_, err := pipe.Exec(ctx)
 		c.observeOp(opBatch, "", start, err)
-		mu.Lock()
-		defer mu.Unlock()
 		for j, cmd := range cmds {
-			if ok, err := cmd.Result(); err == nil && ok {
-				w := want[lo+j]
-				w.guard = leases[j]
-				held = append(held, w)
-			}
+			ok, err := cmd.Result()
+			got[lo+j] = err == nil && ok
 		}
 	})
-	return held
+	return got
+}
+
+// guardedStore is one value a batch load stores under its guard: the
+// header the key must start with, or (absent) its delete counter.
+type guardedStore struct {
+	k, guard  string
+	absent    bool
+	delBucket int
+	val       []byte
+	ttl       time.Duration
+	n         int64 // 1 stored, 0 refused
+	err       error
+}
+
+// storeMany runs the guarded stores: the keys that missed on one server
+// with one script per 500 keys under the delete counters, the others
+// (leased, or replacing a value of ours) with one script per 500 keys on
+// one server, elsewhere a pipeline of single-key scripts per node.
+func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *deleteCounts) {
+	var absent, guarded []*guardedStore
+	for _, st := range stores {
+		if st.absent {
+			absent = append(absent, st)
+		} else {
+			guarded = append(guarded, st)
+		}
+	}
+	c.chunked(ctx, len(absent), func(ctx context.Context, lo, hi int) {
+		start := mono()
+		c.storeAbsent(ctx, counts, absent[lo:hi])
+		c.observeOp(opBatch, "", start, nil)
+	})
+	c.chunked(ctx, len(guarded), func(ctx context.Context, lo, hi int) {
+		start := mono()
+		defer func() { c.observeOp(opBatch, "", start, nil) }()
+		part := guarded[lo:hi]
+		if rc, ok := c.rdb.(*redis.Client); ok {
+			storeScripted(ctx, rc, part)
+			return
+		}
+		cmds := make([]*guardedCmd, len(part))
+		for j, st := range part {
+			cmds[j] = &guardedCmd{s: casSetScript, keys: []string{st.k}, args: []any{st.guard, st.val, pxArg(st.ttl)}}
+		}
+		execGuarded(ctx, c.rdb, cmds)
+		for j, st := range part {
+			st.n, st.err = cmds[j].result()
+		}
+	})
+}
+
+// storeScripted stores part with one script call on rc.
+func storeScripted(ctx context.Context, rc *redis.Client, part []*guardedStore) {
+	ks := make([]string, len(part))
+	args := make([]any, 0, 3*len(part))
+	for j, st := range part {
+		ks[j] = st.k
+		args = append(args, st.guard, st.val, pxArg(st.ttl))
+	}
+	res, err := casSetManyScript.Run(ctx, rc, ks, args...).Int64Slice()
+	for j, st := range part {
+		if st.err = err; err == nil && j < len(res) {
+			st.n = res[j]
+		}
+	}
 }
 
 // storeLoaded stores, under each key's guard, the loader's value or a
 // negative entry, releases the leases of keys it does not store, and sets
 // each key's certification mark: its store if it was written, else its
 // loader call.
-func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, get func(key string) (any, bool), cost time.Duration, ttl time.Duration) {
-	var cmds []*guardedCmd
-	var stored []*keyLoad
+func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Duration, ttl time.Duration, counts *deleteCounts) {
+	var (
+		stores   []*guardedStore
+		stored   []*keyLoad
+		releases []*keyLoad
+	)
 	for _, w := range own {
 		w.cert = w.certLoad
-		if w.guard == "" {
+		if w.guard == "" && !w.absent {
 			continue
 		}
-		v, ok := get(w.key)
 		var lerr error
-		if !ok {
+		if !w.found {
 			lerr = ErrNotFound
 		}
-		e, d := c.loadedEnvelope(w.key, w.gen, v, lerr, cost, c.freshTTL(w.key, ttl))
-		if e == nil {
+		e, d, ok := c.loadedEnvelope(w.key, w.gen, w.val, lerr, cost, c.freshTTL(w.key, ttl))
+		if !ok {
 			if w.lease {
-				cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{w.k}, args: []any{w.guard}})
+				releases = append(releases, w)
 			}
 			continue
 		}
 		w.certStore = w.mark()
-		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{w.k}, args: []any{w.guard, encodeEnvelope(*e), pxArg(d)}})
+		stores = append(stores, &guardedStore{k: w.k, guard: w.guard, absent: w.absent, delBucket: w.delBucket, val: encodeEnvelope(e), ttl: d})
 		stored = append(stored, w)
 	}
-	if len(cmds) == 0 || !c.brk.allow() {
+	if len(stores)+len(releases) == 0 || !c.brk.allow() {
 		return
 	}
 	for _, w := range stored {
@@ -413,23 +506,14 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, get func(key s
 			c.near.written(w.k)
 		}
 	}
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second+time.Duration(len(cmds))*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second+time.Duration(len(stores))*time.Millisecond)
 	defer cancel()
-	c.chunked(ctx, len(cmds), func(ctx context.Context, lo, hi int) {
-		start := mono()
-		execGuarded(ctx, c.rdb, cmds[lo:hi])
-		c.observeOp(opBatch, "", start, nil)
-	})
-	i := 0
-	for _, g := range cmds {
-		if g.s != casSetScript {
-			continue
-		}
+	c.storeMany(ctx, stores, counts)
+	c.releaseLeases(ctx, releases)
+	for i, st := range stores {
 		w := stored[i]
-		i++
-		n, err := g.result()
-		c.countStore(w.key, n, err)
-		if err == nil && n == 1 {
+		c.countStore(w.key, st.n, st.err)
+		if st.err == nil && st.n == 1 {
 			w.cert = w.certStore
 		}
 	}
@@ -469,6 +553,9 @@ func (c *Client) keepLeases(held []*keyLoad) (stop func()) {
 // chunked calls fn for [lo, hi) chunks of n items, at most batchChunk long,
 // with up to batchParallel chunks at a time.
 func (c *Client) chunked(ctx context.Context, n int, fn func(ctx context.Context, lo, hi int)) {
+	if n == 0 {
+		return
+	}
 	if n <= batchChunk {
 		fn(ctx, 0, n)
 		return
@@ -508,9 +595,13 @@ type keyLoad struct {
 	callers  atomic.Int32 // calls waiting for it, its owner included
 
 	// The owner's: what the store must find at k, whether to take a lease
-	// first (the key missed), and the marks of the loader call and the store.
+	// first (the key missed), or on one server to store it absent under its
+	// delete counter (see batchguard.go), and the marks of the loader call
+	// and the store.
 	guard               string
 	lease               bool
+	absent              bool
+	delBucket           int
 	certLoad, certStore uint64
 
 	// The outcome, set before done is closed.
@@ -535,7 +626,7 @@ type keyWait struct {
 // key, so that overlapping calls share them.
 type keyLoadSet struct {
 	mu sync.Mutex
-	m  map[string]*keyLoad
+	m  map[loadID]*keyLoad
 }
 
 // claim returns new keyLoads for the keys nobody is loading (the caller
@@ -544,11 +635,11 @@ func (s *keyLoadSet) claim(keys []keyWant, timeout time.Duration) (own []*keyLoa
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.m == nil {
-		s.m = make(map[string]*keyLoad)
+		s.m = make(map[loadID]*keyLoad)
 	}
 	deadline := time.Now().Add(timeout)
 	for _, kw := range keys {
-		id := loadID(kw.k, kw.gen)
+		id := loadID{kw.k, kw.gen}
 		if w, ok := s.m[id]; ok {
 			w.callers.Add(1)
 			waits = append(waits, keyWait{w: w, key: kw.key, joined: w.marks.Load()})
@@ -567,7 +658,7 @@ func (s *keyLoadSet) finish(ws []*keyLoad, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		id := loadID(w.k, w.gen)
+		id := loadID{w.k, w.gen}
 		if s.m[id] != w {
 			continue // finished already
 		}
@@ -577,17 +668,16 @@ func (s *keyLoadSet) finish(ws []*keyLoad, err error) {
 	}
 }
 
-// finishFound completes keyLoads with the loader's values; their cert was
-// set by the store.
-func (s *keyLoadSet) finishFound(ws []*keyLoad, get func(key string) (any, bool)) {
+// finishFound completes keyLoads whose values (val, found) and cert the
+// owner has set.
+func (s *keyLoadSet) finishFound(ws []*keyLoad) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, w := range ws {
-		id := loadID(w.k, w.gen)
+		id := loadID{w.k, w.gen}
 		if s.m[id] != w {
 			continue
 		}
-		w.val, w.found = get(w.key)
 		delete(s.m, id)
 		close(w.done)
 	}
@@ -598,15 +688,13 @@ func (s *keyLoadSet) finishFound(ws []*keyLoad, get func(key string) (any, bool)
 func (s *keyLoadSet) get(k string, gen uint64) *keyLoad {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.m[loadID(k, gen)]
+	return s.m[loadID{k, gen}]
 }
 
 // loadID is the key of a load in a keyLoadSet: its stored key and
 // generation, so a call that expects a newer generation never waits for a
 // load begun under an older one.
-func loadID(k string, gen uint64) string {
-	if gen == 0 {
-		return k
-	}
-	return k + "\x00" + strconv.FormatUint(gen, 10)
+type loadID struct {
+	k   string
+	gen uint64
 }
