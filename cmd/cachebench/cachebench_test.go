@@ -509,10 +509,10 @@ func TestQueries(t *testing.T) {
 					for _, id := range pageIDs {
 						want = append(want, wantTaskRow(t, st, id, matching))
 					}
-					if !reflect.DeepEqual(got, want) {
-						t.Fatalf("user %d status %q offset %d:\n got %+v\nwant %+v", user, status, off, got, want)
+					if !reflect.DeepEqual(got.Rows, want) {
+						t.Fatalf("user %d status %q offset %d:\n got %+v\nwant %+v", user, status, off, got.Rows, want)
 					}
-					for _, r := range got {
+					for _, r := range got.Rows {
 						seen("final version", r.FinalVersion > 0)
 						seen("approved scenes", r.ApprovedScenes > 0)
 						seen("resource bytes", r.ResourceBytes > 0)
@@ -521,8 +521,8 @@ func TestQueries(t *testing.T) {
 				}
 			}
 			all, _ := st.UserTasks(ctx, user, "", taskPageLimit, 0)
-			if n := count(t, st, "SELECT COUNT(*) FROM tasks WHERE user_id = ?", user); len(all) != int(min(n, taskPageLimit)) || n == 0 {
-				t.Errorf("user %d: first page has %d tasks of %d", user, len(all), n)
+			if n := count(t, st, "SELECT COUNT(*) FROM tasks WHERE user_id = ?", user); len(all.Rows) != int(min(n, taskPageLimit)) || n == 0 {
+				t.Errorf("user %d: first page has %d tasks of %d", user, len(all.Rows), n)
 			}
 		}
 	})
@@ -539,17 +539,17 @@ func TestQueries(t *testing.T) {
 					ORDER BY updated_at DESC, id DESC LIMIT ?`, user, active, conversationLimit) {
 					want = append(want, wantConversationRow(t, st, id))
 				}
-				if !reflect.DeepEqual(got, want) {
-					t.Fatalf("user %d active %v:\n got %+v\nwant %+v", user, active, got, want)
+				if !reflect.DeepEqual(got.Rows, want) {
+					t.Fatalf("user %d active %v:\n got %+v\nwant %+v", user, active, got.Rows, want)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					if r.MessageCount == 0 || r.LastMessage == "" {
 						t.Errorf("conversation %d: %d messages, last %q", r.ID, r.MessageCount, r.LastMessage)
 					}
 					seen("conversation task", r.TaskID != 0)
 					seen("unread", r.UnreadCount > 0)
 					seen("preview cut", len(r.LastMessage) == previewChars)
-					seen("full page", len(got) == conversationLimit)
+					seen("full page", len(got.Rows) == conversationLimit)
 				}
 			}
 		}
@@ -572,13 +572,13 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantScriptRows(t, st, task, f); !reflect.DeepEqual(got, append([]ScriptRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantScriptRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]ScriptRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				if f == "" && (len(got) == 0 || got[0].Version != int64(len(got))) {
-					t.Errorf("scripts of task %d: newest first expected, got %+v", task, got)
+				if f == "" && (len(got.Rows) == 0 || got.Rows[0].Version != int64(len(got.Rows))) {
+					t.Errorf("scripts of task %d: newest first expected, got %+v", task, got.Rows)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					seen("script scenes", r.Scenes > 0)
 					seen("script renders", r.Renders > 0)
 					seen("old version scenes", r.Scenes > 0 && r.Version < r.Versions)
@@ -594,10 +594,10 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantStoryboardRows(t, st, task, f); !reflect.DeepEqual(got, append([]StoryboardRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantStoryboardRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]StoryboardRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				for i, r := range got {
+				for i, r := range got.Rows {
 					if f == "" && r.Scene != int64(i+1) {
 						t.Errorf("task %d: scene %d at position %d", task, r.Scene, i)
 					}
@@ -615,13 +615,13 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantResourceRows(t, st, task, f); !reflect.DeepEqual(got, append([]ResourceRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantResourceRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]ResourceRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				if f == "" && len(got) == 0 {
+				if f == "" && len(got.Rows) == 0 {
 					t.Errorf("task %d has no resources", task)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					seen("resource scene", r.Scene > 0)
 					seen("type totals below total", r.TypeBytes < r.TotalBytes)
 				}
@@ -631,11 +631,11 @@ func TestQueries(t *testing.T) {
 
 	t.Run("missing ids give empty pages", func(t *testing.T) {
 		got, err := st.TaskResources(ctx, 1<<40, "", resourceLimit, 0)
-		if err != nil || got == nil || len(got) != 0 {
+		if err != nil || got.Rows == nil || len(got.Rows) != 0 {
 			t.Errorf("TaskResources of a missing task = %#v, %v; want an empty non-nil slice", got, err)
 		}
 		tp, err := st.UserTasks(ctx, 1<<40, "", taskPageLimit, 0)
-		if err != nil || tp == nil || len(tp) != 0 {
+		if err != nil || tp.Rows == nil || len(tp.Rows) != 0 {
 			t.Errorf("UserTasks of a missing user = %#v, %v; want an empty non-nil slice", tp, err)
 		}
 	})
@@ -658,9 +658,9 @@ func replay(t *testing.T, w *Workload, reqs []Request, cached bool) (out []any, 
 		var v any
 		var err error
 		if cached {
-			var hit bool
-			v, hit, err = w.cachedRead(ctx, req)
-			if hit {
+			var src rediscache.Source
+			v, src, err = w.cachedRead(ctx, req)
+			if isHit(src) {
 				hits++
 			}
 		} else {
@@ -674,10 +674,24 @@ func replay(t *testing.T, w *Workload, reqs []Request, cached bool) (out []any, 
 	return out, hits
 }
 
+// diff returns the indexes where a and b differ, versions included.
 func diff(a, b []any) []int {
 	var d []int
 	for i := range a {
 		if !reflect.DeepEqual(a[i], b[i]) {
+			d = append(d, i)
+		}
+	}
+	return d
+}
+
+// diffRows returns the indexes where the pages of a and b differ in their
+// rows, whatever their versions: where a write changed what a page shows.
+func diffRows(a, b []any) []int {
+	rows := func(p any) any { return reflect.ValueOf(p).FieldByName("Rows").Interface() }
+	var d []int
+	for i := range a {
+		if !reflect.DeepEqual(rows(a[i]), rows(b[i])) {
 			d = append(d, i)
 		}
 	}
@@ -746,11 +760,11 @@ func TestCachedMatchesUncached(t *testing.T) {
 			stale(false)
 			db2, _ := replay(t, w, reqs, false)
 			cached2, _ := replay(t, w, reqs, true)
-			changed := diff(db, db2)
+			changed := diffRows(db, db2)
 			if len(changed) == 0 {
 				t.Fatal("the writes changed no page of the sequence")
 			}
-			if d := diff(db2, cached2); len(d) == 0 {
+			if d := diffRows(db2, cached2); len(d) == 0 {
 				t.Fatal("without invalidation the cache still matched the database: the test cannot see staleness")
 			}
 			for _, k := range []Kind{KindUserTasks, KindUserConversations, KindTaskScripts} {
@@ -773,7 +787,7 @@ func TestCachedMatchesUncached(t *testing.T) {
 			if d := diff(db3, cached3); len(d) > 0 {
 				t.Fatalf("after write+invalidation the cache differs at %d requests, first %+v", len(d), reqs[d[0]])
 			}
-			if len(diff(db2, db3)) == 0 {
+			if len(diffRows(db2, db3)) == 0 {
 				t.Fatal("the second writes changed nothing")
 			}
 			again, _ := replay(t, w, reqs, true)
@@ -794,30 +808,30 @@ func writesFor(t *testing.T, w *Workload, reqs []Request) []Request {
 		switch {
 		case req.Kind == KindUserTasks && req.Filter == "" && req.Offset == 0 && !gotTask:
 			page, err := w.st.UserTasks(ctx, req.ID, "", taskPageLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
 			status := "running"
-			if page[0].Status == status {
+			if page.Rows[0].Status == status {
 				status = "failed"
 			}
-			out, gotTask = append(out, Request{Kind: KindWrite, Write: writeTaskStatus, ID: page[0].ID, Value: status}), true
+			out, gotTask = append(out, Request{Kind: KindWrite, Write: writeTaskStatus, ID: page.Rows[0].ID, Value: status}), true
 		case req.Kind == KindTaskScripts && req.Filter == "" && !gotScript:
 			page, err := w.st.TaskScripts(ctx, req.ID, "", scriptLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
 			status := "review"
-			if page[0].Status == status {
+			if page.Rows[0].Status == status {
 				status = "draft"
 			}
 			out, gotScript = append(out, Request{Kind: KindWrite, Write: writeScriptStatus, ID: req.ID, Value: status}), true
 		case req.Kind == KindUserConversations && !req.Active && !gotMsg:
 			page, err := w.st.UserConversations(ctx, req.ID, false, conversationLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
-			out, gotMsg = append(out, Request{Kind: KindWrite, Write: writeMessage, ID: page[len(page)-1].ID, Value: "a new message"}), true
+			out, gotMsg = append(out, Request{Kind: KindWrite, Write: writeMessage, ID: page.Rows[len(page.Rows)-1].ID, Value: "a new message"}), true
 		}
 	}
 	if !gotTask || !gotScript || !gotMsg {
@@ -869,7 +883,7 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if slices.ContainsFunc(page, func(r TaskRow) bool { return r.ID == task }) {
+				if slices.ContainsFunc(page.Rows, func(r TaskRow) bool { return r.ID == task }) {
 					conv = c
 					break
 				}
@@ -898,10 +912,10 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 
 			newest := func() string {
 				page, err := st.TaskScripts(ctx, task, "", 1, 0)
-				if err != nil || len(page) != 1 {
+				if err != nil || len(page.Rows) != 1 {
 					t.Fatalf("newest script of task %d: %v %v", task, page, err)
 				}
-				return page[0].Status
+				return page.Rows[0].Status
 			}
 			var status string
 			if err := st.db.QueryRow("SELECT status FROM tasks WHERE id = ?", task).Scan(&status); err != nil {
@@ -935,7 +949,7 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 					t.Fatalf("after %+v: the cache serves %d stale pages, first %+v", wr.req, len(d), reqs[d[0]])
 				}
 				changed := map[Kind]bool{}
-				for _, i := range diff(before, after) {
+				for _, i := range diffRows(before, after) {
 					changed[reqs[i].Kind] = true
 				}
 				for _, k := range wr.kinds {
@@ -1098,14 +1112,14 @@ func TestDBRTT(t *testing.T) {
 		t.Errorf("a read took %v with -db-rtt %v", d, st.rtt)
 	}
 	t0 = time.Now()
-	if _, _, err := st.AddMessage(ctx, 1<<40, 1, "hello", time.Now().UnixMilli()); err != nil {
+	if _, err := st.AddMessage(ctx, 1<<40, 1, "hello", time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < 4*st.rtt {
-		t.Errorf("a 4-round-trip transaction took %v with -db-rtt %v", d, st.rtt)
+	if d := time.Since(t0); d < 5*st.rtt {
+		t.Errorf("a 5-round-trip transaction took %v with -db-rtt %v", d, st.rtt)
 	}
-	if n, mean := st.rttWaits.Load(), st.rttMean(); n != 5 || mean < st.rtt {
-		t.Errorf("%d waits of mean %v, want 5 of at least %v", n, mean, st.rtt)
+	if n, mean := st.rttWaits.Load(), st.rttMean(); n != 6 || mean < st.rtt {
+		t.Errorf("%d waits of mean %v, want 6 of at least %v", n, mean, st.rtt)
 	}
 	st.rtt = time.Hour
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
