@@ -285,14 +285,20 @@ type staleRead struct {
 	Source rediscache.Source // where GetOrLoad took it from, 0 for the database alone
 }
 
+// String describes the read, e.g. "task scripts of task 12: version 3
+// from GetOrLoad (hit) at scripts:v1:...; version 4 had finished before the
+// read began".
 func (s *staleRead) String() string {
+	of := "task"
+	if s.Req.Kind == KindUserTasks || s.Req.Kind == KindUserConversations {
+		of = "user"
+	}
 	where := "the database"
 	if s.Source != 0 {
 		where = fmt.Sprintf("GetOrLoad (%v) at %s", s.Source, s.Key)
 	}
 	return fmt.Sprintf("%v of %s %d: version %d from %s; version %d had finished before the read began",
-		s.Req.Kind, map[bool]string{true: "user", false: "task"}[s.Req.Kind == KindUserTasks || s.Req.Kind == KindUserConversations],
-		s.Req.ID, s.Got, where, s.Want)
+		s.Req.Kind, of, s.Req.ID, s.Got, where, s.Want)
 }
 
 // checkedRead runs a read, through the cache when cached, and checks its
@@ -690,8 +696,8 @@ func (w *Workload) do(ctx context.Context, req Request, cached bool, ps *phaseSt
 }
 
 // run runs the workload with cfg.Workers workers, through the cache when
-// cached. Worker i draws its requests from seed (cfg.Seed, i), so both
-// phases see the same request sequences.
+// cached. Worker i draws its requests from seed (cfg.Seed, i), so every
+// tier sees the same request sequences.
 func (w *Workload) run(ctx context.Context, cfg phaseConfig, cached bool) *phaseStats {
 	var (
 		done    atomic.Int64
