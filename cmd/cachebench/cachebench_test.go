@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"image/png"
+	"io"
 	"math"
 	"math/rand/v2"
 	"net"
@@ -102,14 +103,7 @@ func newTestCache(t *testing.T) *rediscache.Client {
 // miniredis lacks).
 func newNearTestCache(t *testing.T) *rediscache.Client {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("REDISCACHE_REQUIRE_REDIS") != "" {
-			t.Fatal("redis-server not on PATH")
-		}
-		t.Skip("redis-server not on PATH")
-	}
-	srv, err := startRedisServer(context.Background(), bin)
+	srv, err := startRedisServer(context.Background(), requireRedisServer(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -509,10 +503,10 @@ func TestQueries(t *testing.T) {
 					for _, id := range pageIDs {
 						want = append(want, wantTaskRow(t, st, id, matching))
 					}
-					if !reflect.DeepEqual(got, want) {
-						t.Fatalf("user %d status %q offset %d:\n got %+v\nwant %+v", user, status, off, got, want)
+					if !reflect.DeepEqual(got.Rows, want) {
+						t.Fatalf("user %d status %q offset %d:\n got %+v\nwant %+v", user, status, off, got.Rows, want)
 					}
-					for _, r := range got {
+					for _, r := range got.Rows {
 						seen("final version", r.FinalVersion > 0)
 						seen("approved scenes", r.ApprovedScenes > 0)
 						seen("resource bytes", r.ResourceBytes > 0)
@@ -521,8 +515,8 @@ func TestQueries(t *testing.T) {
 				}
 			}
 			all, _ := st.UserTasks(ctx, user, "", taskPageLimit, 0)
-			if n := count(t, st, "SELECT COUNT(*) FROM tasks WHERE user_id = ?", user); len(all) != int(min(n, taskPageLimit)) || n == 0 {
-				t.Errorf("user %d: first page has %d tasks of %d", user, len(all), n)
+			if n := count(t, st, "SELECT COUNT(*) FROM tasks WHERE user_id = ?", user); len(all.Rows) != int(min(n, taskPageLimit)) || n == 0 {
+				t.Errorf("user %d: first page has %d tasks of %d", user, len(all.Rows), n)
 			}
 		}
 	})
@@ -539,17 +533,17 @@ func TestQueries(t *testing.T) {
 					ORDER BY updated_at DESC, id DESC LIMIT ?`, user, active, conversationLimit) {
 					want = append(want, wantConversationRow(t, st, id))
 				}
-				if !reflect.DeepEqual(got, want) {
-					t.Fatalf("user %d active %v:\n got %+v\nwant %+v", user, active, got, want)
+				if !reflect.DeepEqual(got.Rows, want) {
+					t.Fatalf("user %d active %v:\n got %+v\nwant %+v", user, active, got.Rows, want)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					if r.MessageCount == 0 || r.LastMessage == "" {
 						t.Errorf("conversation %d: %d messages, last %q", r.ID, r.MessageCount, r.LastMessage)
 					}
 					seen("conversation task", r.TaskID != 0)
 					seen("unread", r.UnreadCount > 0)
 					seen("preview cut", len(r.LastMessage) == previewChars)
-					seen("full page", len(got) == conversationLimit)
+					seen("full page", len(got.Rows) == conversationLimit)
 				}
 			}
 		}
@@ -572,13 +566,13 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantScriptRows(t, st, task, f); !reflect.DeepEqual(got, append([]ScriptRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantScriptRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]ScriptRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				if f == "" && (len(got) == 0 || got[0].Version != int64(len(got))) {
-					t.Errorf("scripts of task %d: newest first expected, got %+v", task, got)
+				if f == "" && (len(got.Rows) == 0 || got.Rows[0].Version != int64(len(got.Rows))) {
+					t.Errorf("scripts of task %d: newest first expected, got %+v", task, got.Rows)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					seen("script scenes", r.Scenes > 0)
 					seen("script renders", r.Renders > 0)
 					seen("old version scenes", r.Scenes > 0 && r.Version < r.Versions)
@@ -594,10 +588,10 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantStoryboardRows(t, st, task, f); !reflect.DeepEqual(got, append([]StoryboardRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantStoryboardRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]StoryboardRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				for i, r := range got {
+				for i, r := range got.Rows {
 					if f == "" && r.Scene != int64(i+1) {
 						t.Errorf("task %d: scene %d at position %d", task, r.Scene, i)
 					}
@@ -615,13 +609,13 @@ func TestQueries(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if want := wantResourceRows(t, st, task, f); !reflect.DeepEqual(got, append([]ResourceRow{}, want...)) {
-					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got, want)
+				if want := wantResourceRows(t, st, task, f); !reflect.DeepEqual(got.Rows, append([]ResourceRow{}, want...)) {
+					t.Fatalf("task %d filter %q:\n got %+v\nwant %+v", task, f, got.Rows, want)
 				}
-				if f == "" && len(got) == 0 {
+				if f == "" && len(got.Rows) == 0 {
 					t.Errorf("task %d has no resources", task)
 				}
-				for _, r := range got {
+				for _, r := range got.Rows {
 					seen("resource scene", r.Scene > 0)
 					seen("type totals below total", r.TypeBytes < r.TotalBytes)
 				}
@@ -631,11 +625,11 @@ func TestQueries(t *testing.T) {
 
 	t.Run("missing ids give empty pages", func(t *testing.T) {
 		got, err := st.TaskResources(ctx, 1<<40, "", resourceLimit, 0)
-		if err != nil || got == nil || len(got) != 0 {
+		if err != nil || got.Rows == nil || len(got.Rows) != 0 {
 			t.Errorf("TaskResources of a missing task = %#v, %v; want an empty non-nil slice", got, err)
 		}
 		tp, err := st.UserTasks(ctx, 1<<40, "", taskPageLimit, 0)
-		if err != nil || tp == nil || len(tp) != 0 {
+		if err != nil || tp.Rows == nil || len(tp.Rows) != 0 {
 			t.Errorf("UserTasks of a missing user = %#v, %v; want an empty non-nil slice", tp, err)
 		}
 	})
@@ -658,9 +652,9 @@ func replay(t *testing.T, w *Workload, reqs []Request, cached bool) (out []any, 
 		var v any
 		var err error
 		if cached {
-			var hit bool
-			v, hit, err = w.cachedRead(ctx, req)
-			if hit {
+			var src rediscache.Source
+			v, src, err = w.cachedRead(ctx, req)
+			if isHit(src) {
 				hits++
 			}
 		} else {
@@ -674,10 +668,24 @@ func replay(t *testing.T, w *Workload, reqs []Request, cached bool) (out []any, 
 	return out, hits
 }
 
+// diff returns the indexes where a and b differ, versions included.
 func diff(a, b []any) []int {
 	var d []int
 	for i := range a {
 		if !reflect.DeepEqual(a[i], b[i]) {
+			d = append(d, i)
+		}
+	}
+	return d
+}
+
+// diffRows returns the indexes where the pages of a and b differ in their
+// rows, whatever their versions: where a write changed what a page shows.
+func diffRows(a, b []any) []int {
+	rows := func(p any) any { return reflect.ValueOf(p).FieldByName("Rows").Interface() }
+	var d []int
+	for i := range a {
+		if !reflect.DeepEqual(rows(a[i]), rows(b[i])) {
 			d = append(d, i)
 		}
 	}
@@ -746,11 +754,11 @@ func TestCachedMatchesUncached(t *testing.T) {
 			stale(false)
 			db2, _ := replay(t, w, reqs, false)
 			cached2, _ := replay(t, w, reqs, true)
-			changed := diff(db, db2)
+			changed := diffRows(db, db2)
 			if len(changed) == 0 {
 				t.Fatal("the writes changed no page of the sequence")
 			}
-			if d := diff(db2, cached2); len(d) == 0 {
+			if d := diffRows(db2, cached2); len(d) == 0 {
 				t.Fatal("without invalidation the cache still matched the database: the test cannot see staleness")
 			}
 			for _, k := range []Kind{KindUserTasks, KindUserConversations, KindTaskScripts} {
@@ -773,7 +781,7 @@ func TestCachedMatchesUncached(t *testing.T) {
 			if d := diff(db3, cached3); len(d) > 0 {
 				t.Fatalf("after write+invalidation the cache differs at %d requests, first %+v", len(d), reqs[d[0]])
 			}
-			if len(diff(db2, db3)) == 0 {
+			if len(diffRows(db2, db3)) == 0 {
 				t.Fatal("the second writes changed nothing")
 			}
 			again, _ := replay(t, w, reqs, true)
@@ -794,30 +802,30 @@ func writesFor(t *testing.T, w *Workload, reqs []Request) []Request {
 		switch {
 		case req.Kind == KindUserTasks && req.Filter == "" && req.Offset == 0 && !gotTask:
 			page, err := w.st.UserTasks(ctx, req.ID, "", taskPageLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
 			status := "running"
-			if page[0].Status == status {
+			if page.Rows[0].Status == status {
 				status = "failed"
 			}
-			out, gotTask = append(out, Request{Kind: KindWrite, Write: writeTaskStatus, ID: page[0].ID, Value: status}), true
+			out, gotTask = append(out, Request{Kind: KindWrite, Write: writeTaskStatus, ID: page.Rows[0].ID, Value: status}), true
 		case req.Kind == KindTaskScripts && req.Filter == "" && !gotScript:
 			page, err := w.st.TaskScripts(ctx, req.ID, "", scriptLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
 			status := "review"
-			if page[0].Status == status {
+			if page.Rows[0].Status == status {
 				status = "draft"
 			}
 			out, gotScript = append(out, Request{Kind: KindWrite, Write: writeScriptStatus, ID: req.ID, Value: status}), true
 		case req.Kind == KindUserConversations && !req.Active && !gotMsg:
 			page, err := w.st.UserConversations(ctx, req.ID, false, conversationLimit, 0)
-			if err != nil || len(page) == 0 {
+			if err != nil || len(page.Rows) == 0 {
 				continue
 			}
-			out, gotMsg = append(out, Request{Kind: KindWrite, Write: writeMessage, ID: page[len(page)-1].ID, Value: "a new message"}), true
+			out, gotMsg = append(out, Request{Kind: KindWrite, Write: writeMessage, ID: page.Rows[len(page.Rows)-1].ID, Value: "a new message"}), true
 		}
 	}
 	if !gotTask || !gotScript || !gotMsg {
@@ -869,7 +877,7 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if slices.ContainsFunc(page, func(r TaskRow) bool { return r.ID == task }) {
+				if slices.ContainsFunc(page.Rows, func(r TaskRow) bool { return r.ID == task }) {
 					conv = c
 					break
 				}
@@ -898,10 +906,10 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 
 			newest := func() string {
 				page, err := st.TaskScripts(ctx, task, "", 1, 0)
-				if err != nil || len(page) != 1 {
+				if err != nil || len(page.Rows) != 1 {
 					t.Fatalf("newest script of task %d: %v %v", task, page, err)
 				}
-				return page[0].Status
+				return page.Rows[0].Status
 			}
 			var status string
 			if err := st.db.QueryRow("SELECT status FROM tasks WHERE id = ?", task).Scan(&status); err != nil {
@@ -935,7 +943,7 @@ func TestWritesInvalidateEveryPageTheyChange(t *testing.T) {
 					t.Fatalf("after %+v: the cache serves %d stale pages, first %+v", wr.req, len(d), reqs[d[0]])
 				}
 				changed := map[Kind]bool{}
-				for _, i := range diff(before, after) {
+				for _, i := range diffRows(before, after) {
 					changed[reqs[i].Kind] = true
 				}
 				for _, k := range wr.kinds {
@@ -963,73 +971,64 @@ func TestInvalidatePrefixMatchesTaskPageKeys(t *testing.T) {
 	}
 }
 
-// TestRunReport runs the whole benchmark at a tiny size on miniredis and
-// checks the table, the JSON and the chart.
+// requireRedisServer skips the test when redis-server is not on PATH,
+// unless REDISCACHE_REQUIRE_REDIS is set, which makes it fail.
+func requireRedisServer(t *testing.T) string {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("REDISCACHE_REQUIRE_REDIS") != "" {
+			t.Fatal("redis-server not on PATH")
+		}
+		t.Skip("redis-server not on PATH")
+	}
+	return bin
+}
+
+// TestRunReport runs the whole benchmark at a tiny size on a redis-server
+// it starts itself (as the command does) and checks that all three tiers
+// run and report: every query of every tier, the table, the JSON and the
+// chart.
 func TestRunReport(t *testing.T) {
-	m := miniredis.RunT(t)
-	cfg := Config{Scale: testScale, Redis: m.Addr(), Workers: 4, Ops: 2000, Warmup: 100 * time.Millisecond,
+	requireRedisServer(t)
+	cfg := Config{Scale: testScale, Workers: 4, Ops: 800, Warmup: 50 * time.Millisecond,
 		Writes: 0.05, Zipf: 1.0, Seed: 3, Quiet: true}
 	res, err := Run(context.Background(), cfg, os.Stderr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Queries) != int(numKinds) {
-		t.Fatalf("%d query rows, want %d", len(res.Queries), numKinds)
+	if got := tierIDsOf(res); !slices.Equal(got, []string{"db", "redis", "local"}) || len(res.Skipped) != 0 {
+		t.Fatalf("tiers %v, skipped %+v; want db, redis, local and none skipped", got, res.Skipped)
 	}
-	var reads uint64
-	for i, q := range res.Queries {
-		if q.ID != kindIDs[i] || q.Name != kindNames[i] {
-			t.Errorf("row %d is %s/%s", i, q.ID, q.Name)
-		}
-		for _, l := range []Latency{q.Uncached, q.Cached} {
-			if l.Count == 0 || l.Errors != 0 {
-				t.Errorf("%s: %d samples, %d errors", q.Name, l.Count, l.Errors)
-			}
-			if !(0 < l.P50Ms && l.P50Ms <= l.P99Ms && l.P99Ms <= l.MaxMs && l.MeanMs <= l.MaxMs && l.ReqPerSec > 0) {
-				t.Errorf("%s: insane latency %+v", q.Name, l)
-			}
-		}
-		if q.SpeedupP50 <= 0 || q.SpeedupP99 <= 0 {
-			t.Errorf("%s: speed-ups %v %v", q.Name, q.SpeedupP50, q.SpeedupP99)
-		}
-		if Kind(i) == KindWrite {
-			continue
-		}
-		reads += q.Cached.Count
-		if q.HitRate <= 0 || q.HitRate > 1 {
-			t.Errorf("%s: hit rate %v", q.Name, q.HitRate)
-		}
-		if q.DBQueries+q.DBQueriesSaved != q.Cached.Count {
-			t.Errorf("%s: %d DB queries + %d saved != %d requests", q.Name, q.DBQueries, q.DBQueriesSaved, q.Cached.Count)
-		}
+	if !slices.Equal(res.Config.Tiers, tierIDsOf(res)) {
+		t.Errorf("config lists tiers %v, ran %v", res.Config.Tiers, tierIDsOf(res))
 	}
-	if total := res.Cached.Ops; total != uint64(cfg.Ops) || res.Uncached.Ops != uint64(cfg.Ops) {
-		t.Errorf("phases ran %d and %d ops, want %d", res.Uncached.Ops, total, cfg.Ops)
+	for _, tr := range res.Tiers {
+		checkTier(t, tr, uint64(cfg.Ops), true)
 	}
-	if res.AllReads.Cached.Count != reads {
-		t.Errorf("all reads: %d, sum of rows %d", res.AllReads.Cached.Count, reads)
+	if db := res.Tiers[0]; db.StaleReads != 0 {
+		t.Errorf("the database alone had %d stale reads (%s): the check is wrong", db.StaleReads, db.FirstStale)
 	}
-	if res.Library.Hits == 0 || res.Redis.Keys == 0 || res.Database.TotalRows == 0 {
-		t.Errorf("library hits %d, keys %d, rows %d", res.Library.Hits, res.Redis.Keys, res.Database.TotalRows)
+	for _, tr := range res.Tiers[1:] {
+		t.Logf("%s: %d stale reads %v %s", tr.ID, tr.StaleReads, tr.StaleBySource, tr.FirstStale)
 	}
-	if math.Abs(res.Library.HitRate-res.AllReads.HitRate) > 0.05 {
-		t.Errorf("library hit rate %.3f, measured %.3f", res.Library.HitRate, res.AllReads.HitRate)
-	}
-	for _, k := range m.Keys() {
-		if !strings.Contains(k, "\x00") { // ClearAll keeps only the library's bookkeeping
-			t.Errorf("key %q left on the Redis it was given", k)
-		}
+	if res.ElapsedSeconds < res.Database.SeedSeconds || res.ElapsedSeconds <= 0 {
+		t.Errorf("elapsed %.3fs, seeding %.3fs", res.ElapsedSeconds, res.Database.SeedSeconds)
 	}
 
 	var table bytes.Buffer
 	if err := writeTable(&table, res); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range append(kindNames[:numReads:numReads], "all reads", "writes (+invalidation)",
-		"p50 uncached", "p99 cached", "speed-up p50", "req/s cached", "hit rate", "DB queries saved", "Redis memory used",
-		"database round trip: none, the database is in-process") {
-		if !strings.Contains(table.String(), want) {
-			t.Errorf("table lacks %q:\n%s", want, table.String())
+	want := append(kindNames[:numReads:numReads], "all reads", "writes (+invalidation)", "all operations",
+		"p50", "p99", "speed-up p50", "req/s", "hit rate", "DB queries saved", "stale reads", "elapsed:",
+		"database round trip: none, the database is in-process", "redis: Redis memory", "local: rediscache Stats")
+	for _, tr := range res.Tiers {
+		want = append(want, tr.Costs)
+	}
+	for _, w := range want {
+		if !strings.Contains(table.String(), w) {
+			t.Errorf("table lacks %q:\n%s", w, table.String())
 		}
 	}
 	t.Logf("\n%s", table.String())
@@ -1039,26 +1038,36 @@ func TestRunReport(t *testing.T) {
 		t.Fatal(err)
 	}
 	var back struct {
-		Queries []struct {
-			ID       string `json:"id"`
-			Uncached struct {
-				P50Ms float64 `json:"p50_ms"`
-			}
-			Cached struct {
-				P99Ms float64 `json:"p99_ms"`
-			}
-		} `json:"queries"`
-		Redis struct{ Keys int64 } `json:"redis"`
+		Tiers []struct {
+			ID      string `json:"id"`
+			Queries []struct {
+				ID      string `json:"id"`
+				Latency struct {
+					P50Ms float64 `json:"p50_ms"`
+				} `json:"latency"`
+			} `json:"queries"`
+			StaleReads *uint64 `json:"stale_reads"`
+			Redis      *struct {
+				Keys int64 `json:"keys"`
+			} `json:"redis"`
+		} `json:"tiers"`
+		Elapsed float64 `json:"elapsed_seconds"`
 	}
 	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
 		t.Fatal(err)
 	}
-	if len(back.Queries) != int(numKinds) || back.Redis.Keys != res.Redis.Keys {
+	if len(back.Tiers) != 3 || back.Elapsed != res.ElapsedSeconds {
 		t.Fatalf("JSON round trip: %+v", back)
 	}
-	for i, q := range back.Queries {
-		if q.ID != kindIDs[i] || q.Uncached.P50Ms <= 0 || q.Cached.P99Ms <= 0 {
-			t.Errorf("JSON query %d: %+v", i, q)
+	for i, tr := range back.Tiers {
+		if tr.ID != res.Tiers[i].ID || len(tr.Queries) != int(numKinds) || tr.StaleReads == nil ||
+			(tr.Redis == nil) != (tr.ID == "db") {
+			t.Errorf("JSON tier %d: %+v", i, tr)
+		}
+		for j, q := range tr.Queries {
+			if q.ID != kindIDs[j] || q.Latency.P50Ms <= 0 {
+				t.Errorf("JSON tier %s query %d: %+v", tr.ID, j, q)
+			}
 		}
 	}
 
@@ -1080,6 +1089,319 @@ func TestRunReport(t *testing.T) {
 	}
 }
 
+func tierIDsOf(res *Result) []string {
+	var ids []string
+	for _, tr := range res.Tiers {
+		ids = append(ids, tr.ID)
+	}
+	return ids
+}
+
+// checkTier checks one tier's figures: every kind ran without errors, the
+// latencies are ordered, a cache tier hit and saved queries and counted
+// them consistently with the library, and the database alone counts every
+// read as a query. withDB says whether a database tier ran, giving the
+// others speed-ups.
+func checkTier(t *testing.T, tr TierResult, ops uint64, withDB bool) {
+	t.Helper()
+	if len(tr.Queries) != int(numKinds) {
+		t.Fatalf("%s: %d query rows, want %d", tr.ID, len(tr.Queries), numKinds)
+	}
+	if tr.Phase.Ops != ops || tr.Phase.Errors != 0 {
+		t.Errorf("%s: %d ops, %d errors (%s); want %d ops", tr.ID, tr.Phase.Ops, tr.Phase.Errors, tr.Phase.FirstError, ops)
+	}
+	cached := tr.ID != "db"
+	var reads uint64
+	for i, q := range tr.Queries {
+		l := q.Latency
+		if q.ID != kindIDs[i] || q.Name != kindNames[i] {
+			t.Errorf("%s: row %d is %s/%s", tr.ID, i, q.ID, q.Name)
+		}
+		if l.Count == 0 || l.Errors != 0 {
+			t.Errorf("%s %s: %d samples, %d errors", tr.ID, q.Name, l.Count, l.Errors)
+		}
+		if !(0 < l.P50Ms && l.P50Ms <= l.P99Ms && l.P99Ms <= l.MaxMs && l.MeanMs <= l.MaxMs && l.ReqPerSec > 0) {
+			t.Errorf("%s %s: insane latency %+v", tr.ID, q.Name, l)
+		}
+		if (q.SpeedupP50 > 0) != (cached && withDB) || (q.SpeedupP99 > 0) != (cached && withDB) {
+			t.Errorf("%s %s: speed-ups %v %v", tr.ID, q.Name, q.SpeedupP50, q.SpeedupP99)
+		}
+		if Kind(i) == KindWrite {
+			continue
+		}
+		reads += l.Count
+		if q.DBQueries+q.DBQueriesSaved != l.Count {
+			t.Errorf("%s %s: %d DB queries + %d saved != %d requests", tr.ID, q.Name, q.DBQueries, q.DBQueriesSaved, l.Count)
+		}
+		if cached && (q.HitRate <= 0 || q.HitRate > 1 || q.Hit == nil || q.Miss == nil) {
+			t.Errorf("%s %s: hit rate %v, split %v %v", tr.ID, q.Name, q.HitRate, q.Hit, q.Miss)
+		}
+		if !cached && (q.HitRate != 0 || q.DBQueriesSaved != 0 || q.Hit != nil) {
+			t.Errorf("database %s: hit rate %v, %d saved", q.Name, q.HitRate, q.DBQueriesSaved)
+		}
+	}
+	if tr.AllReads.Latency.Count != reads {
+		t.Errorf("%s all reads: %d, sum of rows %d", tr.ID, tr.AllReads.Latency.Count, reads)
+	}
+	var stale uint64
+	for _, q := range tr.Queries {
+		stale += q.StaleReads
+	}
+	if stale != tr.StaleReads || tr.AllReads.StaleReads != tr.StaleReads {
+		t.Errorf("%s: %d stale reads, %d over the rows, %d over all reads", tr.ID, tr.StaleReads, stale, tr.AllReads.StaleReads)
+	}
+	if !cached {
+		if tr.Library != nil || tr.Redis != nil {
+			t.Errorf("database tier has library stats or Redis figures")
+		}
+		return
+	}
+	if tr.Library == nil || tr.Redis == nil || tr.Library.Hits == 0 || tr.Redis.Keys == 0 {
+		t.Fatalf("%s: library %+v, redis %+v", tr.ID, tr.Library, tr.Redis)
+	}
+	if math.Abs(tr.Library.HitRate-tr.AllReads.HitRate) > 0.05 {
+		t.Errorf("%s: library hit rate %.3f, measured %.3f", tr.ID, tr.Library.HitRate, tr.AllReads.HitRate)
+	}
+}
+
+// TestTiers checks which tiers run where: by default every tier the Redis
+// can serve, the LocalCache tier skipped with a note on miniredis (the
+// embedded fallback, or a miniredis address given with -redis); tiers
+// named by -tiers (or -localcache) run or fail.
+func TestTiers(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		noPath     bool // no redis-server on PATH: Run falls back to miniredis
+		tiers      []string
+		localCache bool
+		wantTiers  []string
+		wantSkip   string // in the skip reason of the local tier, "" for no skip
+		wantErr    string
+	}{
+		{name: "embedded miniredis fallback", noPath: true, wantTiers: []string{"db", "redis"}, wantSkip: "embedded miniredis"},
+		{name: "miniredis given", wantTiers: []string{"db", "redis"}, wantSkip: "rejects CLIENT TRACKING"},
+		{name: "-tiers redis", tiers: []string{"redis"}, wantTiers: []string{"redis"}},
+		{name: "-tiers local,db", tiers: []string{"local", "db"}, wantErr: "-tiers local"},
+		{name: "-localcache", localCache: true, wantErr: "-tiers local"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Scale: testScale / 2, Workers: 2, Ops: 200, Writes: 0.05, Zipf: 1.0, Seed: 3, Quiet: true,
+				Tiers: tc.tiers, LocalCache: tc.localCache}
+			var m *miniredis.Miniredis
+			if tc.noPath {
+				t.Setenv("PATH", t.TempDir())
+			} else {
+				m = miniredis.RunT(t)
+				cfg.Redis = m.Addr()
+			}
+			res, err := Run(context.Background(), cfg, io.Discard)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("error %v, want one with %q", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tierIDsOf(res); !slices.Equal(got, tc.wantTiers) {
+				t.Errorf("ran %v, want %v", got, tc.wantTiers)
+			}
+			for _, tr := range res.Tiers {
+				checkTier(t, tr, uint64(cfg.Ops), slices.Contains(tc.wantTiers, "db"))
+			}
+			var table bytes.Buffer
+			if err := writeTable(&table, res); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case tc.wantSkip == "" && len(res.Skipped) != 0:
+				t.Errorf("skipped %+v", res.Skipped)
+			case tc.wantSkip != "":
+				if len(res.Skipped) != 1 || res.Skipped[0].ID != "local" || !strings.Contains(res.Skipped[0].Reason, tc.wantSkip) {
+					t.Fatalf("skipped %+v, want local skipped for %q", res.Skipped, tc.wantSkip)
+				}
+				if want := "local     SKIPPED: " + res.Skipped[0].Reason; !strings.Contains(table.String(), want) {
+					t.Errorf("table lacks %q:\n%s", want, table.String())
+				}
+			}
+			if tc.noPath && (!res.Redis.Embedded || !strings.Contains(table.String(), "NOTE: Redis is an embedded miniredis")) {
+				t.Errorf("embedded %v; the table does not say so:\n%s", res.Redis.Embedded, table.String())
+			}
+			if m != nil {
+				for _, k := range m.Keys() {
+					if !strings.Contains(k, "\x00") { // ClearAll keeps only the library's bookkeeping
+						t.Errorf("key %q left on the Redis it was given", k)
+					}
+				}
+			}
+		})
+	}
+}
+
+// plantStaleScripts caches the script lists of every task the first n
+// requests of one worker of a phase with seed read, then changes each
+// such task's newest script without invalidating: a write that finished
+// but skipped its invalidation, leaving those cached script lists stale.
+func plantStaleScripts(t *testing.T, w *Workload, seed uint64, n int) {
+	t.Helper()
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(seed, 0)) // as Workload.run draws worker 0's requests
+	planted := map[int64]bool{}
+	for range n {
+		req := w.next(r)
+		if req.Kind != KindTaskScripts || planted[req.ID] {
+			continue
+		}
+		planted[req.ID] = true
+		for _, f := range scriptFilters {
+			if _, _, err := w.cachedRead(ctx, Request{Kind: KindTaskScripts, ID: req.ID, Filter: f}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.write(ctx, Request{Kind: KindWrite, Write: writeScriptStatus, ID: req.ID, Value: "review"}, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if len(planted) == 0 {
+		t.Fatal("the phase reads no script list")
+	}
+}
+
+// TestStaleReadCheck checks the stale-read check of single reads, for
+// each kind of write and on each cache: a read after a write that
+// invalidated is not stale; a read after a write that skipped its
+// invalidation is, with the page's version and the one finished; a read
+// while the write has committed but not finished its invalidation may see
+// the old page, and is not stale.
+func TestStaleReadCheck(t *testing.T) {
+	st, cnt := seeded(t)
+	ctx := context.Background()
+	var task, conv, user int64
+	if err := st.db.QueryRow(`SELECT c.id, c.task_id, c.user_id FROM conversations c WHERE c.task_id IS NOT NULL
+		ORDER BY c.id LIMIT 1`).Scan(&conv, &task, &user); err != nil {
+		t.Fatal(err)
+	}
+	writes := []struct {
+		write Request
+		read  Request
+	}{
+		{Request{Kind: KindWrite, Write: writeTaskStatus, ID: task}, Request{Kind: KindUserTasks, ID: user}},
+		{Request{Kind: KindWrite, Write: writeScriptStatus, ID: task}, Request{Kind: KindTaskScripts, ID: task}},
+		{Request{Kind: KindWrite, Write: writeScriptStatus, ID: task}, Request{Kind: KindUserTasks, ID: user, Filter: "done"}},
+		{Request{Kind: KindWrite, Write: writeMessage, ID: conv}, Request{Kind: KindUserConversations, ID: user, Active: true}},
+		{Request{Kind: KindWrite, Write: writeMessage, ID: conv}, Request{Kind: KindUserTasks, ID: user, Offset: 20}},
+	}
+	values := map[int][]string{writeTaskStatus: {"running", "done"}, writeScriptStatus: {"review", "final"},
+		writeMessage: {"one message", "another"}}
+	caches := []struct {
+		name string
+		new  func(*testing.T) *rediscache.Client
+	}{{"miniredis", newTestCache}, {"LocalCache", newNearTestCache}}
+	for _, c := range caches {
+		t.Run(c.name, func(t *testing.T) {
+			w, err := newWorkload(ctx, st, cnt, 1.0, 0, 7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			w.cache = c.new(t)
+			for _, tc := range []struct {
+				name      string
+				write     func(req Request) error
+				wantStale bool
+			}{
+				{"invalidated", func(req Request) error { return w.write(ctx, req, true) }, false},
+				{"invalidation skipped", func(req Request) error { return w.write(ctx, req, false) }, true},
+				{"invalidation not finished", func(req Request) error { _, err := w.apply(ctx, req); return err }, false},
+			} {
+				for i, wr := range writes {
+					wr.write.Value = values[wr.write.Write][i%2]
+					if _, _, err := w.cachedRead(ctx, wr.read); err != nil { // cached before the write
+						t.Fatal(err)
+					}
+					if err := tc.write(wr.write); err != nil {
+						t.Fatal(err)
+					}
+					src, stale, err := w.checkedRead(ctx, wr.read, true)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if (stale != nil) != tc.wantStale {
+						t.Errorf("%s, %v after %+v: stale %v (source %v), want %v", tc.name, wr.read.Kind, wr.write, stale, src, tc.wantStale)
+					}
+					if stale != nil {
+						c, id, _ := counterOf(wr.read)
+						if !isHit(src) || stale.Got >= stale.Want || stale.Want != w.ver.finished(c, id) || stale.Key != w.key(wr.read) {
+							t.Errorf("%s: %+v (source %v)", tc.name, stale, src)
+						}
+						t.Logf("%s", stale)
+					}
+					if _, stale, err := w.checkedRead(ctx, wr.read, false); err != nil || stale != nil {
+						t.Errorf("%s: the database alone: stale %v, %v", tc.name, stale, err)
+					}
+					// Leave the cache and the versions agreeing for the next case.
+					if _, err := w.cache.Delete(ctx, w.key(wr.read)); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// TestStaleReadsCounted runs phases through the cache and checks their
+// stale-read counts: 0 with writes and nothing planted (one worker, so no
+// read overlaps a write), and every hit of a planted stale script list.
+// The cases share one database and Workload, so the versions it knows are
+// the database's; each has a cache of its own.
+func TestStaleReadsCounted(t *testing.T) {
+	st, cnt := seeded(t)
+	ctx := context.Background()
+	w, err := newWorkload(ctx, st, cnt, 1.0, 0, 11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const ops, seed = 600, 5
+	for _, tc := range []struct {
+		name   string
+		writes float64
+		plant  bool
+	}{
+		{"nothing planted", 0.2, false},
+		{"invalidations skipped", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w.cache, w.writes = newTestCache(t), tc.writes
+			if tc.plant {
+				plantStaleScripts(t, w, seed, ops)
+			}
+			p := w.run(ctx, phaseConfig{Workers: 1, Ops: ops, Seed: seed}, true)
+			if p.FirstErr != nil {
+				t.Fatal(p.FirstErr)
+			}
+			tr := tierResult(tiers[1], p, &[numKinds]uint64{})
+			want := uint64(0)
+			if tc.plant {
+				want = p.Hits[KindTaskScripts]
+				if want == 0 {
+					t.Fatal("no hit of a planted script list")
+				}
+				if p.FirstStale == nil || p.FirstStale.Req.Kind != KindTaskScripts || tr.StaleBySource["hit"] != want {
+					t.Errorf("first stale %v, by source %v", p.FirstStale, tr.StaleBySource)
+				}
+			} else if p.Lat[KindWrite].n == 0 || p.Hits[KindUserTasks] == 0 {
+				t.Fatalf("%d writes, %d task page hits: nothing to check", p.Lat[KindWrite].n, p.Hits[KindUserTasks])
+			}
+			if got := p.Stale[KindTaskScripts]; got != want {
+				t.Errorf("%d stale task script reads, want %d", got, want)
+			}
+			if got := tr.StaleReads; got != want {
+				t.Errorf("%d stale reads in all, want %d (%s)", got, want, tr.FirstStale)
+			}
+		})
+	}
+}
+
 // TestDBRTT checks -db-rtt: every statement waits the simulated round trip
 // (a transaction one per statement), a cancelled context ends the wait, the
 // mean wait is measured, and the report says the round trip is simulated.
@@ -1098,14 +1420,14 @@ func TestDBRTT(t *testing.T) {
 		t.Errorf("a read took %v with -db-rtt %v", d, st.rtt)
 	}
 	t0 = time.Now()
-	if _, _, err := st.AddMessage(ctx, 1<<40, 1, "hello", time.Now().UnixMilli()); err != nil {
+	if _, err := st.AddMessage(ctx, 1<<40, 1, "hello", time.Now().UnixMilli()); err != nil {
 		t.Fatal(err)
 	}
-	if d := time.Since(t0); d < 4*st.rtt {
-		t.Errorf("a 4-round-trip transaction took %v with -db-rtt %v", d, st.rtt)
+	if d := time.Since(t0); d < 5*st.rtt {
+		t.Errorf("a 5-round-trip transaction took %v with -db-rtt %v", d, st.rtt)
 	}
-	if n, mean := st.rttWaits.Load(), st.rttMean(); n != 5 || mean < st.rtt {
-		t.Errorf("%d waits of mean %v, want 5 of at least %v", n, mean, st.rtt)
+	if n, mean := st.rttWaits.Load(), st.rttMean(); n != 6 || mean < st.rtt {
+		t.Errorf("%d waits of mean %v, want 6 of at least %v", n, mean, st.rtt)
 	}
 	st.rtt = time.Hour
 	cctx, cancel := context.WithTimeout(ctx, 20*time.Millisecond)
@@ -1133,10 +1455,22 @@ func TestConfigValidation(t *testing.T) {
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 0},
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Writes: 1.5},
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Invalidate: "all"},
+		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{"db", "memcached"}},
+		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{"redis", " redis"}},
+		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{}},
+		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{"db"}, LocalCache: true},
 	} {
 		if err := cfg.validate(); err == nil {
 			t.Errorf("%+v: no error", cfg)
 		}
+	}
+	cfg := Config{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{" local", "db "}}
+	if err := cfg.validate(); err != nil || !slices.Equal(cfg.Tiers, []string{"local", "db"}) {
+		t.Errorf("-tiers ' local,db ': %v, tiers %q", err, cfg.Tiers)
+	}
+	cfg = Config{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, LocalCache: true}
+	if err := cfg.validate(); err != nil || !slices.Equal(cfg.Tiers, []string{"db", "local"}) {
+		t.Errorf("-localcache: %v, tiers %q", err, cfg.Tiers)
 	}
 	if _, err := openStore(context.Background(), "mysql://x", 1); err == nil {
 		t.Error("openStore accepted mysql://")

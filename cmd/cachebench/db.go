@@ -23,6 +23,19 @@ import (
 // cache: plain fields, JSON-friendly, times as Unix milliseconds so both
 // databases and the cache round-trip them exactly.
 
+// Page is what a read returns and the cache keeps: the page's rows and the
+// version of what they show, read by the same statement (so from the same
+// snapshot). A version is a counter the writes raise in the transaction
+// that changes what it covers: users.tasks_version for a user's task pages,
+// users.conversations_version for their conversation lists,
+// tasks.scripts_version for a task's script lists. Storyboards and
+// resources are never written: their pages have version 0. Version is the
+// only thing a cached page holds beyond its rows.
+type Page[T any] struct {
+	Version int64 `json:"version"`
+	Rows    []T   `json:"rows"`
+}
+
 // TaskRow is one line of a user's tasks page: the task, what the page
 // shows of its scripts, storyboards, resources and conversations, and how
 // many of the user's tasks match the page's filter (for the pager).
@@ -288,9 +301,12 @@ func (s *store) schema() (tables, indexes []string) {
 		pk = "BIGINT PRIMARY KEY"
 	}
 	tables = []string{
-		`CREATE TABLE users (id ` + pk + `, name TEXT NOT NULL, email TEXT NOT NULL, created_at BIGINT NOT NULL)`,
+		// The *_version columns are the version counters of Page.
+		`CREATE TABLE users (id ` + pk + `, name TEXT NOT NULL, email TEXT NOT NULL, created_at BIGINT NOT NULL,
+			tasks_version BIGINT NOT NULL DEFAULT 0, conversations_version BIGINT NOT NULL DEFAULT 0)`,
 		`CREATE TABLE tasks (id ` + pk + `, user_id BIGINT NOT NULL REFERENCES users(id), title TEXT NOT NULL,
-			status TEXT NOT NULL, priority INTEGER NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL)`,
+			status TEXT NOT NULL, priority INTEGER NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL,
+			scripts_version BIGINT NOT NULL DEFAULT 0)`,
 		`CREATE TABLE conversations (id ` + pk + `, user_id BIGINT NOT NULL REFERENCES users(id),
 			task_id BIGINT REFERENCES tasks(id), title TEXT NOT NULL, active INTEGER NOT NULL,
 			updated_at BIGINT NOT NULL, last_read_at BIGINT NOT NULL)`,
@@ -619,7 +635,9 @@ func (b *batch) flush(ctx context.Context, tx *sql.Tx) error {
 // in a form without and with its filter (the *_f variants). Limit and
 // offset are always bound. Ties are broken by id, so a page is the same on
 // every run and on both databases. The SQL is portable between SQLite and
-// PostgreSQL (CASE instead of boolean sums, sums cast to BIGINT).
+// PostgreSQL (CASE instead of boolean sums, sums cast to BIGINT). The
+// three reads that writes change also return their page's version (see
+// versioned).
 var readSQL = map[string]string{
 	"tasks":           tasksSQL(""),
 	"tasks_f":         tasksSQL("AND status = ?"),
@@ -633,42 +651,79 @@ var readSQL = map[string]string{
 	"resources_f":     resourcesSQL("WHERE r.type = ?"),
 }
 
+// versionedReads are the reads of readSQL written by versioned.
+var versionedReads = map[string]bool{"tasks": true, "tasks_f": true, "conversations": true,
+	"conversations_f": true, "scripts": true, "scripts_f": true}
+
+// pageCol is a named column of a page query, with the value it takes on
+// the row versioned adds to an empty page.
+type pageCol struct{ name, zero string }
+
+func numCol(name string) pageCol  { return pageCol{name, "0"} }
+func textCol(name string) pageCol { return pageCol{name, "''"} }
+
+// versioned wraps page, a query whose columns are named cols (the first
+// "id"), into one statement that returns, before the page's columns, the
+// version counter of what the page shows (column version of the owner
+// table's row whose id is bound last) and a flag that is 1 on the page's
+// rows. Both come from one statement, so the version is exactly that of
+// the rows read. An empty page still gives one row, with the flag 0 and
+// zero columns, so that an empty page has its version too. order is the
+// page's order over cols (a derived table keeps no order).
+func versioned(owner, version, page, order string, cols ...pageCol) string {
+	var b strings.Builder
+	b.WriteString("SELECT o." + version + ", CASE WHEN p.id IS NULL THEN 0 ELSE 1 END")
+	for _, c := range cols {
+		b.WriteString(", COALESCE(p." + c.name + ", " + c.zero + ")")
+	}
+	b.WriteString("\n\tFROM " + owner + " o LEFT JOIN (" + page + ") p ON 1 = 1\n\tWHERE o.id = ?\n\tORDER BY " + order)
+	return b.String()
+}
+
 // tasksSQL is a user's tasks page: the page of tasks (newest first, with
 // how many match for the pager) is cut first, through the (user_id,
 // status, created_at) or (user_id, created_at) index, and only its rows
 // get their per-task aggregates, each an indexed lookup on task_id.
 func tasksSQL(filter string) string {
-	return `WITH page AS (
+	page := `WITH page AS (
 		SELECT id, title, status, priority, created_at, updated_at, COUNT(*) OVER () AS matching
 		FROM tasks WHERE user_id = ? ` + filter + `
 		ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?)
 	SELECT p.id, p.title, p.status, p.priority, p.created_at, p.updated_at, p.matching,
-		(SELECT COUNT(*) FROM scripts s WHERE s.task_id = p.id),
-		(SELECT COALESCE(MAX(s.version), 0) FROM scripts s WHERE s.task_id = p.id AND s.status = 'final'),
-		(SELECT COUNT(*) FROM storyboards b WHERE b.task_id = p.id),
-		(SELECT COUNT(*) FROM storyboards b WHERE b.task_id = p.id AND b.status = 'approved'),
-		(SELECT COUNT(*) FROM resources r WHERE r.task_id = p.id),
-		(SELECT CAST(COALESCE(SUM(r.size_bytes), 0) AS BIGINT) FROM resources r WHERE r.task_id = p.id),
+		(SELECT COUNT(*) FROM scripts s WHERE s.task_id = p.id) AS script_count,
+		(SELECT COALESCE(MAX(s.version), 0) FROM scripts s WHERE s.task_id = p.id AND s.status = 'final') AS final_version,
+		(SELECT COUNT(*) FROM storyboards b WHERE b.task_id = p.id) AS storyboard_count,
+		(SELECT COUNT(*) FROM storyboards b WHERE b.task_id = p.id AND b.status = 'approved') AS approved_scenes,
+		(SELECT COUNT(*) FROM resources r WHERE r.task_id = p.id) AS resource_count,
+		(SELECT CAST(COALESCE(SUM(r.size_bytes), 0) AS BIGINT) FROM resources r WHERE r.task_id = p.id) AS resource_bytes,
 		(SELECT COALESCE(MAX(m.created_at), 0) FROM conversations c
-			JOIN messages m ON m.conversation_id = c.id WHERE c.task_id = p.id)
-	FROM page p ORDER BY p.created_at DESC, p.id DESC`
+			JOIN messages m ON m.conversation_id = c.id WHERE c.task_id = p.id) AS last_message_at
+	FROM page p`
+	return versioned("users", "tasks_version", page, "p.created_at DESC, p.id DESC",
+		numCol("id"), textCol("title"), textCol("status"), numCol("priority"), numCol("created_at"), numCol("updated_at"), numCol("matching"),
+		numCol("script_count"), numCol("final_version"), numCol("storyboard_count"), numCol("approved_scenes"), numCol("resource_count"),
+		numCol("resource_bytes"), numCol("last_message_at"))
 }
 
 // conversationsSQL is a user's conversation list, most recently updated
 // first, each with the task it is about, its message and unread counts
 // and a preview of its last message.
 func conversationsSQL(filter string) string {
-	return `SELECT c.id, c.title, c.active, c.updated_at, COALESCE(c.task_id, 0), COALESCE(t.title, ''),
-		(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id),
+	page := `SELECT c.id, c.title, c.active, c.updated_at, COALESCE(c.task_id, 0) AS task_id, COALESCE(t.title, '') AS task_title,
+		(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id) AS message_count,
 		(SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id
-			AND m.created_at > c.last_read_at AND m.role = 'assistant'),
-		COALESCE(l.created_at, 0), COALESCE(l.role, ''), COALESCE(substr(l.content, 1, ` + strconv.Itoa(previewChars) + `), '')
+			AND m.created_at > c.last_read_at AND m.role = 'assistant') AS unread_count,
+		COALESCE(l.created_at, 0) AS last_message_at, COALESCE(l.role, '') AS last_role,
+		COALESCE(substr(l.content, 1, ` + strconv.Itoa(previewChars) + `), '') AS last_message
 	FROM conversations c
 	LEFT JOIN tasks t ON t.id = c.task_id
 	LEFT JOIN messages l ON l.id = (SELECT m.id FROM messages m WHERE m.conversation_id = c.id
 		ORDER BY m.created_at DESC, m.id DESC LIMIT 1)
 	WHERE c.user_id = ? ` + filter + `
 	ORDER BY c.updated_at DESC, c.id DESC LIMIT ? OFFSET ?`
+	return versioned("users", "conversations_version", page, "p.updated_at DESC, p.id DESC",
+		numCol("id"), textCol("title"), numCol("active"), numCol("updated_at"), numCol("task_id"), textCol("task_title"),
+		numCol("message_count"), numCol("unread_count"), numCol("last_message_at"), textCol("last_role"), textCol("last_message"))
 }
 
 // scriptsSQL is a task's script versions, newest first, with the task, its
@@ -676,11 +731,11 @@ func conversationsSQL(filter string) string {
 // status filter) and, per version, the scenes drawn from it and the
 // resources generated for them.
 func scriptsSQL(filter string) string {
-	return `SELECT s.id, s.version, s.status, s.content, length(s.content), s.created_at, s.versions, s.finals,
-		(SELECT COUNT(*) FROM storyboards b WHERE b.script_id = s.id),
-		(SELECT COUNT(*) FROM storyboards b WHERE b.script_id = s.id AND b.status = 'approved'),
-		(SELECT COUNT(*) FROM storyboards b JOIN resources r ON r.storyboard_id = b.id WHERE b.script_id = s.id),
-		t.title, u.name
+	page := `SELECT s.id, s.version, s.status, s.content, length(s.content) AS chars, s.created_at, s.versions, s.finals,
+		(SELECT COUNT(*) FROM storyboards b WHERE b.script_id = s.id) AS scenes,
+		(SELECT COUNT(*) FROM storyboards b WHERE b.script_id = s.id AND b.status = 'approved') AS approved_scenes,
+		(SELECT COUNT(*) FROM storyboards b JOIN resources r ON r.storyboard_id = b.id WHERE b.script_id = s.id) AS renders,
+		t.title AS task_title, u.name AS owner
 	FROM (SELECT id, task_id, version, status, content, created_at,
 			COUNT(*) OVER () AS versions,
 			SUM(CASE WHEN status = 'final' THEN 1 ELSE 0 END) OVER () AS finals
@@ -689,6 +744,9 @@ func scriptsSQL(filter string) string {
 	JOIN users u ON u.id = t.user_id
 	` + filter + `
 	ORDER BY s.created_at DESC, s.id DESC LIMIT ? OFFSET ?`
+	return versioned("tasks", "scripts_version", page, "p.created_at DESC, p.id DESC",
+		numCol("id"), numCol("version"), textCol("status"), textCol("content"), numCol("chars"), numCol("created_at"), numCol("versions"),
+		numCol("finals"), numCol("scenes"), numCol("approved_scenes"), numCol("renders"), textCol("task_title"), textCol("owner"))
 }
 
 // storyboardsSQL is a task's storyboard scenes in scene order, with the
@@ -776,54 +834,65 @@ func (s *store) rttMean() time.Duration {
 
 // query runs the prepared read name, with its filter variant when filter
 // is not empty (the filter is then bound after id), and scans each row
-// with scan.
-func query[T any](ctx context.Context, s *store, name, filter string, id int64, limit, offset int, scan func(*sql.Rows, *T) error) ([]T, error) {
+// with scan. A versioned read (see versioned) binds id once more, last,
+// and scan gets the version and the row flag as prefix destinations: the
+// page's version is taken from them and the flag's 0 row of an empty page
+// is not a row.
+func query[T any](ctx context.Context, s *store, name, filter string, id int64, limit, offset int, scan func(r *sql.Rows, v *T, prefix ...any) error) (Page[T], error) {
 	args := []any{id, limit, offset}
 	if filter != "" {
 		name += "_f"
 		args = []any{id, filter, limit, offset}
 	}
+	var prefix []any
+	var version, isRow int64
+	if versionedReads[name] {
+		args = append(args, id)
+		prefix = []any{&version, &isRow}
+	}
 	if err := s.roundTrip(ctx); err != nil {
-		return nil, err
+		return Page[T]{}, err
 	}
 	rows, err := s.stmts[name].QueryContext(ctx, args...)
 	if err != nil {
-		return nil, err
+		return Page[T]{}, err
 	}
 	defer rows.Close()
 	out := make([]T, 0, limit)
 	for rows.Next() {
 		var v T
-		if err := scan(rows, &v); err != nil {
-			return nil, err
+		if err := scan(rows, &v, prefix...); err != nil {
+			return Page[T]{}, err
 		}
-		out = append(out, v)
+		if prefix == nil || isRow != 0 {
+			out = append(out, v)
+		}
 	}
-	return out, rows.Err()
+	return Page[T]{Version: version, Rows: out}, rows.Err()
 }
 
 // UserTasks returns a page of a user's tasks, newest first, with their
 // per-task aggregates; status "" means any status.
-func (s *store) UserTasks(ctx context.Context, userID int64, status string, limit, offset int) ([]TaskRow, error) {
-	return query(ctx, s, "tasks", status, userID, limit, offset, func(r *sql.Rows, t *TaskRow) error {
-		return r.Scan(&t.ID, &t.Title, &t.Status, &t.Priority, &t.CreatedAt, &t.UpdatedAt, &t.Matching,
+func (s *store) UserTasks(ctx context.Context, userID int64, status string, limit, offset int) (Page[TaskRow], error) {
+	return query(ctx, s, "tasks", status, userID, limit, offset, func(r *sql.Rows, t *TaskRow, prefix ...any) error {
+		return r.Scan(append(prefix, &t.ID, &t.Title, &t.Status, &t.Priority, &t.CreatedAt, &t.UpdatedAt, &t.Matching,
 			&t.ScriptCount, &t.FinalVersion, &t.StoryboardCount, &t.ApprovedScenes, &t.ResourceCount,
-			&t.ResourceBytes, &t.LastMessageAt)
+			&t.ResourceBytes, &t.LastMessageAt)...)
 	})
 }
 
 // UserConversations returns a page of a user's conversations, most recently
 // updated first, with their task, message and unread counts and last
 // message.
-func (s *store) UserConversations(ctx context.Context, userID int64, activeOnly bool, limit, offset int) ([]ConversationRow, error) {
+func (s *store) UserConversations(ctx context.Context, userID int64, activeOnly bool, limit, offset int) (Page[ConversationRow], error) {
 	name := "conversations"
 	if activeOnly {
 		name = "conversations_f"
 	}
-	return query(ctx, s, name, "", userID, limit, offset, func(r *sql.Rows, c *ConversationRow) error {
+	return query(ctx, s, name, "", userID, limit, offset, func(r *sql.Rows, c *ConversationRow, prefix ...any) error {
 		var active int64
-		err := r.Scan(&c.ID, &c.Title, &active, &c.UpdatedAt, &c.TaskID, &c.TaskTitle, &c.MessageCount,
-			&c.UnreadCount, &c.LastMessageAt, &c.LastRole, &c.LastMessage)
+		err := r.Scan(append(prefix, &c.ID, &c.Title, &active, &c.UpdatedAt, &c.TaskID, &c.TaskTitle, &c.MessageCount,
+			&c.UnreadCount, &c.LastMessageAt, &c.LastRole, &c.LastMessage)...)
 		c.Active = active != 0
 		return err
 	})
@@ -831,89 +900,149 @@ func (s *store) UserConversations(ctx context.Context, userID int64, activeOnly 
 
 // TaskScripts returns a task's script versions, newest first; status ""
 // means any status.
-func (s *store) TaskScripts(ctx context.Context, taskID int64, status string, limit, offset int) ([]ScriptRow, error) {
-	return query(ctx, s, "scripts", status, taskID, limit, offset, func(r *sql.Rows, v *ScriptRow) error {
-		return r.Scan(&v.ID, &v.Version, &v.Status, &v.Content, &v.Chars, &v.CreatedAt, &v.Versions,
-			&v.FinalVersions, &v.Scenes, &v.ApprovedScenes, &v.Renders, &v.TaskTitle, &v.Owner)
+func (s *store) TaskScripts(ctx context.Context, taskID int64, status string, limit, offset int) (Page[ScriptRow], error) {
+	return query(ctx, s, "scripts", status, taskID, limit, offset, func(r *sql.Rows, v *ScriptRow, prefix ...any) error {
+		return r.Scan(append(prefix, &v.ID, &v.Version, &v.Status, &v.Content, &v.Chars, &v.CreatedAt, &v.Versions,
+			&v.FinalVersions, &v.Scenes, &v.ApprovedScenes, &v.Renders, &v.TaskTitle, &v.Owner)...)
 	})
 }
 
 // TaskStoryboards returns a task's storyboard scenes in scene order; status
 // "" means any status.
-func (s *store) TaskStoryboards(ctx context.Context, taskID int64, status string, limit, offset int) ([]StoryboardRow, error) {
-	return query(ctx, s, "storyboards", status, taskID, limit, offset, func(r *sql.Rows, v *StoryboardRow) error {
-		return r.Scan(&v.ID, &v.Scene, &v.Status, &v.Description, &v.ImageURL, &v.CreatedAt, &v.Scenes,
-			&v.Approved, &v.ScriptVersion, &v.Renders, &v.RenderBytes, &v.LatestRender, &v.TaskTitle, &v.Owner)
+func (s *store) TaskStoryboards(ctx context.Context, taskID int64, status string, limit, offset int) (Page[StoryboardRow], error) {
+	return query(ctx, s, "storyboards", status, taskID, limit, offset, func(r *sql.Rows, v *StoryboardRow, prefix ...any) error {
+		return r.Scan(append(prefix, &v.ID, &v.Scene, &v.Status, &v.Description, &v.ImageURL, &v.CreatedAt, &v.Scenes,
+			&v.Approved, &v.ScriptVersion, &v.Renders, &v.RenderBytes, &v.LatestRender, &v.TaskTitle, &v.Owner)...)
 	})
 }
 
 // TaskResources returns a task's resources, newest first; typ "" means any
 // type.
-func (s *store) TaskResources(ctx context.Context, taskID int64, typ string, limit, offset int) ([]ResourceRow, error) {
-	return query(ctx, s, "resources", typ, taskID, limit, offset, func(r *sql.Rows, v *ResourceRow) error {
-		return r.Scan(&v.ID, &v.Type, &v.URL, &v.SizeBytes, &v.CreatedAt, &v.TypeCount, &v.TypeBytes,
-			&v.TotalBytes, &v.Scene, &v.SceneTitle, &v.TaskTitle, &v.Owner)
+func (s *store) TaskResources(ctx context.Context, taskID int64, typ string, limit, offset int) (Page[ResourceRow], error) {
+	return query(ctx, s, "resources", typ, taskID, limit, offset, func(r *sql.Rows, v *ResourceRow, prefix ...any) error {
+		return r.Scan(append(prefix, &v.ID, &v.Type, &v.URL, &v.SizeBytes, &v.CreatedAt, &v.TypeCount, &v.TypeBytes,
+			&v.TotalBytes, &v.Scene, &v.SceneTitle, &v.TaskTitle, &v.Owner)...)
 	})
 }
 
-// SetTaskStatus changes a task's status and returns its owner, whose task
-// pages are now stale.
-func (s *store) SetTaskStatus(ctx context.Context, taskID int64, status string, now int64) (userID int64, err error) {
-	if err := s.roundTrip(ctx); err != nil {
-		return 0, err
-	}
-	err = s.db.QueryRowContext(ctx, rebind(s.kind,
-		`UPDATE tasks SET status = ?, updated_at = ? WHERE id = ? RETURNING user_id`),
-		status, now, taskID).Scan(&userID)
-	return userID, err
+// change is what a write changed: the owner of the rows it wrote (whose
+// pages it made stale; 0 when it changed nothing) and the new value of
+// each version counter it raised, 0 for those it left alone.
+type change struct {
+	User                 int64
+	Task                 int64 // the task written, or a message's conversation is about; 0 if none
+	TasksVersion         int64 // the owner's users.tasks_version
+	ConversationsVersion int64 // the owner's users.conversations_version
+	ScriptsVersion       int64 // the task's tasks.scripts_version
 }
 
-// SetLatestScriptStatus changes the status of a task's newest script
-// version and returns the task's owner, whose task pages are now stale;
-// ok is false when the task has no script.
-func (s *store) SetLatestScriptStatus(ctx context.Context, taskID int64, status string) (userID int64, ok bool, err error) {
-	if err := s.roundTrip(ctx); err != nil {
-		return 0, false, err
-	}
-	err = s.db.QueryRowContext(ctx, rebind(s.kind, `UPDATE scripts SET status = ?
-		WHERE task_id = ? AND version = (SELECT MAX(version) FROM scripts WHERE task_id = ?)
-		RETURNING (SELECT user_id FROM tasks WHERE tasks.id = scripts.task_id)`),
-		status, taskID, taskID).Scan(&userID)
-	if errors.Is(err, sql.ErrNoRows) {
-		return 0, false, nil
-	}
-	return userID, err == nil, err
-}
-
-// AddMessage appends a user's message to a conversation, marks it active,
-// updated and read up to now, and returns its owner, whose conversation
-// lists are now stale, and the task it is about (0 for none), whose latest
-// message time on the owner's task pages is. With -db-rtt it pays four round trips (BEGIN, the
-// two statements, COMMIT), all waited before BEGIN: waited inside, they
-// would hold SQLite's database-wide write lock, where a server database
-// would hold one row's.
-func (s *store) AddMessage(ctx context.Context, msgID, convID int64, content string, now int64) (userID, taskID int64, err error) {
-	for range 4 {
+// inTx runs fn in one transaction. With -db-rtt it first waits
+// roundTrips simulated round trips (BEGIN, the statements, COMMIT), all
+// before BEGIN: waited inside, they would hold SQLite's database-wide
+// write lock, where a server database would hold a few rows'. A write
+// raises its version counters in its own transaction, so a read sees a
+// page's rows and its version change together. The rows are locked in
+// one order (scripts, tasks, conversations, then users), so PostgreSQL
+// never finds two writes waiting on each other.
+func (s *store) inTx(ctx context.Context, roundTrips int, fn func(tx *sql.Tx) error) error {
+	for range roundTrips {
 		if err := s.roundTrip(ctx); err != nil {
-			return 0, 0, err
+			return err
 		}
 	}
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, 0, err
+		return err
 	}
 	defer tx.Rollback() //nolint:errcheck // after Commit it is a no-op
-	if _, err := tx.ExecContext(ctx, rebind(s.kind,
-		`INSERT INTO messages (id, conversation_id, role, content, created_at) VALUES (?, ?, 'user', ?, ?)`),
-		msgID, convID, content, now); err != nil {
-		return 0, 0, err
+	if err := fn(tx); err != nil {
+		return err
 	}
-	if err := tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE conversations SET active = 1, updated_at = ?, last_read_at = ?
-		WHERE id = ? RETURNING user_id, COALESCE(task_id, 0)`),
-		now, now, convID).Scan(&userID, &taskID); err != nil {
-		return 0, 0, err
+	return tx.Commit()
+}
+
+// SetTaskStatus changes a task's status and raises its owner's
+// tasks_version: the owner's task pages are now stale. Four round trips.
+func (s *store) SetTaskStatus(ctx context.Context, taskID int64, status string, now int64) (ch change, err error) {
+	ch.Task = taskID
+	err = s.inTx(ctx, 4, func(tx *sql.Tx) error {
+		if err := tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE tasks SET status = ?, updated_at = ? WHERE id = ? RETURNING user_id`),
+			status, now, taskID).Scan(&ch.User); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE users SET tasks_version = tasks_version + 1 WHERE id = ? RETURNING tasks_version`),
+			ch.User).Scan(&ch.TasksVersion)
+	})
+	if err != nil {
+		return change{}, err
 	}
-	return userID, taskID, tx.Commit()
+	return ch, nil
+}
+
+// SetLatestScriptStatus changes the status of a task's newest script
+// version and raises the task's scripts_version and its owner's
+// tasks_version: the task's script lists and the owner's task pages (their
+// newest final version) are now stale. The change is zero when the task
+// has no script. Five round trips.
+func (s *store) SetLatestScriptStatus(ctx context.Context, taskID int64, status string) (ch change, err error) {
+	ch.Task = taskID
+	err = s.inTx(ctx, 5, func(tx *sql.Tx) error {
+		err := tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE scripts SET status = ?
+			WHERE task_id = ? AND version = (SELECT MAX(version) FROM scripts WHERE task_id = ?)
+			RETURNING (SELECT user_id FROM tasks WHERE tasks.id = scripts.task_id)`),
+			status, taskID, taskID).Scan(&ch.User)
+		if err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE tasks SET scripts_version = scripts_version + 1 WHERE id = ? RETURNING scripts_version`),
+			taskID).Scan(&ch.ScriptsVersion); err != nil {
+			return err
+		}
+		return tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE users SET tasks_version = tasks_version + 1 WHERE id = ? RETURNING tasks_version`),
+			ch.User).Scan(&ch.TasksVersion)
+	})
+	if errors.Is(err, sql.ErrNoRows) {
+		return change{}, nil
+	}
+	if err != nil {
+		return change{}, err
+	}
+	return ch, nil
+}
+
+// AddMessage appends a user's message to a conversation, marks it active,
+// updated and read up to now, and raises its owner's conversations_version
+// and, when the conversation is about a task (ch.Task), tasks_version: the
+// owner's conversation lists are now stale, and so are their task pages
+// (the task's latest message time) for a conversation about a task. Five
+// round trips.
+func (s *store) AddMessage(ctx context.Context, msgID, convID int64, content string, now int64) (ch change, err error) {
+	err = s.inTx(ctx, 5, func(tx *sql.Tx) error {
+		if _, err := tx.ExecContext(ctx, rebind(s.kind,
+			`INSERT INTO messages (id, conversation_id, role, content, created_at) VALUES (?, ?, 'user', ?, ?)`),
+			msgID, convID, content, now); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE conversations SET active = 1, updated_at = ?, last_read_at = ?
+			WHERE id = ? RETURNING user_id, COALESCE(task_id, 0)`),
+			now, now, convID).Scan(&ch.User, &ch.Task); err != nil {
+			return err
+		}
+		aboutTask := 0
+		if ch.Task != 0 {
+			aboutTask = 1
+		}
+		return tx.QueryRowContext(ctx, rebind(s.kind, `UPDATE users SET conversations_version = conversations_version + 1,
+			tasks_version = tasks_version + ? WHERE id = ? RETURNING conversations_version, tasks_version`),
+			aboutTask, ch.User).Scan(&ch.ConversationsVersion, &ch.TasksVersion)
+	})
+	if err != nil {
+		return change{}, err
+	}
+	if ch.Task == 0 {
+		ch.TasksVersion = 0 // not raised
+	}
+	return ch, nil
 }
 
 // maxID returns the largest id of table (0 when empty).

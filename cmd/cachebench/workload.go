@@ -127,6 +127,7 @@ type Workload struct {
 
 	nextMsg atomic.Int64            // ids for inserted messages
 	loads   [numKinds]atomic.Uint64 // loader calls (database reads) on the cached path
+	ver     *versions               // the versions whose writes have finished
 }
 
 // newWorkload builds the distributions over the seeded rows.
@@ -138,6 +139,7 @@ func newWorkload(ctx context.Context, st *store, cnt seedCounts, zipfS, writes f
 		return nil, fmt.Errorf("-writes %v: must be in [0, 1]", writes)
 	}
 	w := &Workload{st: st, keys: rediscache.NewKeyGenerator(rediscache.V1), writes: writes,
+		ver:   newVersions(cnt.Users, cnt.Tasks),
 		users: newZipf(int(cnt.Users), zipfS, seed+1),
 		tasks: newZipf(int(cnt.Tasks), zipfS, seed+2),
 		convs: newZipf(int(cnt.Conversations), zipfS, seed+3)}
@@ -227,104 +229,189 @@ func (w *Workload) read(ctx context.Context, req Request) (any, error) {
 }
 
 // loadThrough is GetOrLoad over one database read, counting loader calls.
-func loadThrough[T any](ctx context.Context, w *Workload, req Request, load func(context.Context) (T, error)) (any, bool, error) {
-	v, src, err := rediscache.GetOrLoadWithSource(ctx, w.cache, w.key(req), 0, func(ctx context.Context) (T, error) {
+func loadThrough[T any](ctx context.Context, w *Workload, req Request, load func(context.Context) (T, error)) (any, rediscache.Source, error) {
+	return rediscache.GetOrLoadWithSource(ctx, w.cache, w.key(req), 0, func(ctx context.Context) (T, error) {
 		w.loads[req.Kind].Add(1)
 		return load(ctx)
 	})
-	return v, src == rediscache.SourceHit || src == rediscache.SourceStale, err
 }
 
-// cachedRead runs a read through the cache and reports whether it was
-// served from Redis.
-func (w *Workload) cachedRead(ctx context.Context, req Request) (v any, hit bool, err error) {
+// isHit reports whether a GetOrLoad answer came from the cache (Redis or
+// the near cache) rather than from a load.
+func isHit(src rediscache.Source) bool {
+	return src == rediscache.SourceHit || src == rediscache.SourceStale
+}
+
+// cachedRead runs a read through the cache and reports where the answer
+// came from.
+func (w *Workload) cachedRead(ctx context.Context, req Request) (v any, src rediscache.Source, err error) {
 	switch req.Kind {
 	case KindUserTasks:
-		return loadThrough(ctx, w, req, func(ctx context.Context) ([]TaskRow, error) {
+		return loadThrough(ctx, w, req, func(ctx context.Context) (Page[TaskRow], error) {
 			return w.st.UserTasks(ctx, req.ID, req.Filter, taskPageLimit, req.Offset)
 		})
 	case KindUserConversations:
-		return loadThrough(ctx, w, req, func(ctx context.Context) ([]ConversationRow, error) {
+		return loadThrough(ctx, w, req, func(ctx context.Context) (Page[ConversationRow], error) {
 			return w.st.UserConversations(ctx, req.ID, req.Active, conversationLimit, 0)
 		})
 	case KindTaskScripts:
-		return loadThrough(ctx, w, req, func(ctx context.Context) ([]ScriptRow, error) {
+		return loadThrough(ctx, w, req, func(ctx context.Context) (Page[ScriptRow], error) {
 			return w.st.TaskScripts(ctx, req.ID, req.Filter, scriptLimit, 0)
 		})
 	case KindTaskStoryboards:
-		return loadThrough(ctx, w, req, func(ctx context.Context) ([]StoryboardRow, error) {
+		return loadThrough(ctx, w, req, func(ctx context.Context) (Page[StoryboardRow], error) {
 			return w.st.TaskStoryboards(ctx, req.ID, req.Filter, boardLimit, 0)
 		})
 	case KindTaskResources:
-		return loadThrough(ctx, w, req, func(ctx context.Context) ([]ResourceRow, error) {
+		return loadThrough(ctx, w, req, func(ctx context.Context) (Page[ResourceRow], error) {
 			return w.st.TaskResources(ctx, req.ID, req.Filter, resourceLimit, 0)
 		})
 	}
-	return nil, false, fmt.Errorf("not a read: %v", req.Kind)
+	return nil, 0, fmt.Errorf("not a read: %v", req.Kind)
+}
+
+// pageVersion returns the page's version, for the stale-read check.
+func (p Page[T]) pageVersion() int64 { return p.Version }
+
+// A staleRead is a read answered with a page older than a write that had
+// finished (committed, and invalidated what it made stale) before the read
+// began. A read that overlaps a write may see either version: it is never
+// one.
+type staleRead struct {
+	Req    Request
+	Key    string            // the cache key, "" for the database alone
+	Got    int64             // the version of the page served
+	Want   int64             // the newest version finished when the read began
+	Source rediscache.Source // where GetOrLoad took it from, 0 for the database alone
+}
+
+// String describes the read, e.g. "task scripts of task 12: version 3
+// from GetOrLoad (hit) at scripts:v1:...; version 4 had finished before the
+// read began".
+func (s *staleRead) String() string {
+	of := "task"
+	if s.Req.Kind == KindUserTasks || s.Req.Kind == KindUserConversations {
+		of = "user"
+	}
+	where := "the database"
+	if s.Source != 0 {
+		where = fmt.Sprintf("GetOrLoad (%v) at %s", s.Source, s.Key)
+	}
+	return fmt.Sprintf("%v of %s %d: version %d from %s; version %d had finished before the read began",
+		s.Req.Kind, of, s.Req.ID, s.Got, where, s.Want)
+}
+
+// checkedRead runs a read, through the cache when cached, and checks its
+// answer against the source of truth: the version finished when the read
+// began is taken before the read starts, and an answer older than it is a
+// staleRead. The database alone is checked the same way, as a control: it
+// can never be stale, since its statement starts after that write
+// committed.
+func (w *Workload) checkedRead(ctx context.Context, req Request, cached bool) (src rediscache.Source, stale *staleRead, err error) {
+	c, id, checked := counterOf(req)
+	var want int64
+	if checked {
+		want = w.ver.finished(c, id)
+	}
+	var v any
+	if cached {
+		v, src, err = w.cachedRead(ctx, req)
+	} else {
+		v, err = w.read(ctx, req)
+	}
+	if err != nil || !checked {
+		return src, nil, err
+	}
+	got := v.(interface{ pageVersion() int64 }).pageVersion()
+	if got >= want {
+		return src, nil, nil
+	}
+	s := &staleRead{Req: req, Got: got, Want: want, Source: src}
+	if cached {
+		s.Key = w.key(req)
+	}
+	return src, s, nil
 }
 
 // write applies a write to the database and, when invalidate is set,
-// removes the cache entries it made stale:
-//   - a task's status: its owner's task pages;
-//   - the status of a task's newest script: the task's script lists, and
-//     its owner's task pages (they show the newest final version);
-//   - a message: its owner's conversation lists, and when the
-//     conversation is about a task, the owner's task pages (they show the
-//     task's latest message time).
+// removes the cache entries it made stale (see invalidate); then it marks
+// the versions it raised as finished, so that a read that begins after
+// that must see them. A write whose invalidation failed is never marked.
+func (w *Workload) write(ctx context.Context, req Request, invalidate bool) error {
+	ch, err := w.apply(ctx, req)
+	if err != nil {
+		return err
+	}
+	if invalidate {
+		if err := w.invalidate(ctx, ch); err != nil {
+			return err
+		}
+	}
+	w.finish(ch)
+	return nil
+}
+
+// apply runs a write's transaction and returns what it changed.
+func (w *Workload) apply(ctx context.Context, req Request) (change, error) {
+	now := time.Now().UnixMilli()
+	switch req.Write {
+	case writeTaskStatus:
+		ch, err := w.st.SetTaskStatus(ctx, req.ID, req.Value, now)
+		if err != nil {
+			return ch, fmt.Errorf("update task %d: %w", req.ID, err)
+		}
+		return ch, nil
+	case writeScriptStatus:
+		ch, err := w.st.SetLatestScriptStatus(ctx, req.ID, req.Value)
+		if err != nil {
+			return ch, fmt.Errorf("update scripts of task %d: %w", req.ID, err)
+		}
+		return ch, nil
+	case writeMessage:
+		ch, err := w.st.AddMessage(ctx, w.nextMsg.Add(1), req.ID, req.Value, now)
+		if err != nil {
+			return ch, fmt.Errorf("add message to conversation %d: %w", req.ID, err)
+		}
+		return ch, nil
+	}
+	return change{}, fmt.Errorf("not a write: %d", req.Write)
+}
+
+// invalidate removes the cache entries of every counter ch raised:
+//   - tasks_version (a task's status; the newest script's status, shown as
+//     the newest final version; a message about a task, shown as its latest
+//     message time): the owner's task pages;
+//   - scripts_version: the task's script lists;
+//   - conversations_version (a message): the owner's conversation lists.
 //
 // A user's task pages are every status and offset variant, deleted by
 // exact key, or with -invalidate prefix by InvalidatePrefix.
 //
 // The invalidation runs even when ctx is cancelled after the database
 // write, so that the end of a phase never leaves a stale entry behind.
-func (w *Workload) write(ctx context.Context, req Request, invalidate bool) error {
-	now := time.Now().UnixMilli()
+func (w *Workload) invalidate(ctx context.Context, ch change) error {
 	var stale []string
-	pagesOf := int64(0) // the user whose task pages are stale, 0 for none
-	switch req.Write {
-	case writeTaskStatus:
-		uid, err := w.st.SetTaskStatus(ctx, req.ID, req.Value, now)
-		if err != nil {
-			return fmt.Errorf("update task %d: %w", req.ID, err)
-		}
-		pagesOf = uid
-	case writeScriptStatus:
-		uid, ok, err := w.st.SetLatestScriptStatus(ctx, req.ID, req.Value)
-		if err != nil {
-			return fmt.Errorf("update scripts of task %d: %w", req.ID, err)
-		}
-		if ok {
-			for _, f := range scriptFilters {
-				stale = append(stale, w.keys.TaskScriptsKey(taskKey(req.ID), f, scriptLimit, 0))
-			}
-			pagesOf = uid
-		}
-	case writeMessage:
-		uid, task, err := w.st.AddMessage(ctx, w.nextMsg.Add(1), req.ID, req.Value, now)
-		if err != nil {
-			return fmt.Errorf("add message to conversation %d: %w", req.ID, err)
-		}
-		for _, a := range conversationsOnly {
-			stale = append(stale, w.keys.UserConversationsKey(userKey(uid), a, conversationLimit, 0))
-		}
-		if task != 0 {
-			pagesOf = uid
+	if ch.ScriptsVersion != 0 {
+		for _, f := range scriptFilters {
+			stale = append(stale, w.keys.TaskScriptsKey(taskKey(ch.Task), f, scriptLimit, 0))
 		}
 	}
-	if !invalidate {
-		return nil
+	if ch.ConversationsVersion != 0 {
+		for _, a := range conversationsOnly {
+			stale = append(stale, w.keys.UserConversationsKey(userKey(ch.User), a, conversationLimit, 0))
+		}
 	}
 	ictx, cancel := invalidationContext(ctx)
 	defer cancel()
-	if pagesOf != 0 {
+	if ch.TasksVersion != 0 {
 		if w.prefix {
-			if _, err := w.cache.InvalidatePrefix(ictx, w.keys.Key(rediscache.NamespaceTasks, "user_tasks", userKey(pagesOf))+":"); err != nil {
+			if _, err := w.cache.InvalidatePrefix(ictx, w.keys.Key(rediscache.NamespaceTasks, "user_tasks", userKey(ch.User))+":"); err != nil {
 				return err
 			}
 		} else {
 			for _, st := range taskPageStatuses {
 				for _, off := range taskPageOffsets {
-					stale = append(stale, w.keys.UserTasksKey(userKey(pagesOf), st, taskPageLimit, off))
+					stale = append(stale, w.keys.UserTasksKey(userKey(ch.User), st, taskPageLimit, off))
 				}
 			}
 		}
@@ -334,6 +421,78 @@ func (w *Workload) write(ctx context.Context, req Request, invalidate bool) erro
 	}
 	_, err := w.cache.Delete(ictx, stale...)
 	return err
+}
+
+// finish marks the versions ch raised as finished.
+func (w *Workload) finish(ch change) {
+	w.ver.finish(counterTasks, ch.User, ch.TasksVersion)
+	w.ver.finish(counterConversations, ch.User, ch.ConversationsVersion)
+	w.ver.finish(counterScripts, ch.Task, ch.ScriptsVersion)
+}
+
+// A counter is one of the version counters of Page.
+type counter int
+
+const (
+	counterTasks         counter = iota // users.tasks_version: a user's task pages
+	counterConversations                // users.conversations_version: a user's conversation lists
+	counterScripts                      // tasks.scripts_version: a task's script lists
+	numCounters
+)
+
+// counterOf returns the counter that versions req's page, and its row's
+// id; ok is false for the reads no write changes (storyboards, resources).
+func counterOf(req Request) (c counter, id int64, ok bool) {
+	switch req.Kind {
+	case KindUserTasks:
+		return counterTasks, req.ID, true
+	case KindUserConversations:
+		return counterConversations, req.ID, true
+	case KindTaskScripts:
+		return counterScripts, req.ID, true
+	}
+	return 0, 0, false
+}
+
+// versions holds, per counter and row, the newest version whose write has
+// finished: committed and, through a cache, invalidated. It lives beside
+// the database, as the benchmark's source of truth about what a read
+// beginning now must see.
+type versions struct {
+	done [numCounters][]atomic.Int64 // indexed by user or task id
+}
+
+func newVersions(users, tasks int64) *versions {
+	v := &versions{}
+	v.done[counterTasks] = make([]atomic.Int64, users+1)
+	v.done[counterConversations] = make([]atomic.Int64, users+1)
+	v.done[counterScripts] = make([]atomic.Int64, tasks+1)
+	return v
+}
+
+// finished returns the newest finished version of counter c of row id (0,
+// the seed's, when none; also for an id beyond the seed).
+func (v *versions) finished(c counter, id int64) int64 {
+	if d := v.done[c]; id > 0 && id < int64(len(d)) {
+		return d[id].Load()
+	}
+	return 0
+}
+
+// finish records that version of counter c of row id has finished; 0 (not
+// raised) does nothing. Writes of one row may finish out of order: the
+// newest finished version is kept.
+func (v *versions) finish(c counter, id, version int64) {
+	d := v.done[c]
+	if version == 0 || id <= 0 || id >= int64(len(d)) {
+		return
+	}
+	for {
+		cur := d[id].Load()
+		if version <= cur || d[id].CompareAndSwap(cur, version) {
+			return
+		}
+	}
 }
 
 // invalidationContext keeps ctx's values but not its cancellation, bounded
@@ -422,11 +581,73 @@ type phaseStats struct {
 	Cached   bool
 	Elapsed  time.Duration
 	Lat      [numKinds]hist
-	HitLat   [numKinds]hist // cached reads Redis answered
+	HitLat   [numKinds]hist // cached reads the cache answered
 	MissLat  [numKinds]hist // cached reads that went to the database
 	Hits     [numKinds]uint64
 	Errors   [numKinds]uint64
 	FirstErr error
+	// Stale counts the stale reads (see checkedRead) per kind, StaleBy
+	// per GetOrLoad source (0: the database alone); FirstStale is one.
+	Stale      [numKinds]uint64
+	StaleBy    [rediscache.SourceFallback + 1]uint64
+	FirstStale *staleRead
+}
+
+// record adds one finished request of kind k that took d.
+func (p *phaseStats) record(k Kind, d time.Duration, src rediscache.Source, stale *staleRead) {
+	p.Lat[k].record(d)
+	switch {
+	case isHit(src):
+		p.Hits[k]++
+		p.HitLat[k].record(d)
+	case p.Cached && k != KindWrite:
+		p.MissLat[k].record(d)
+	}
+	if stale != nil {
+		p.Stale[k]++
+		p.StaleBy[stale.Source]++
+		if p.FirstStale == nil {
+			p.FirstStale = stale
+		}
+	}
+}
+
+// fail adds one failed request of kind k.
+func (p *phaseStats) fail(k Kind, err error) {
+	p.Errors[k]++
+	if p.FirstErr == nil {
+		p.FirstErr = fmt.Errorf("%v: %w", k, err)
+	}
+}
+
+// merge adds o's counts to p.
+func (p *phaseStats) merge(o *phaseStats) {
+	for k := range p.Lat {
+		p.Lat[k].merge(&o.Lat[k])
+		p.HitLat[k].merge(&o.HitLat[k])
+		p.MissLat[k].merge(&o.MissLat[k])
+		p.Hits[k] += o.Hits[k]
+		p.Errors[k] += o.Errors[k]
+		p.Stale[k] += o.Stale[k]
+	}
+	for i := range p.StaleBy {
+		p.StaleBy[i] += o.StaleBy[i]
+	}
+	if p.FirstErr == nil {
+		p.FirstErr = o.FirstErr
+	}
+	if p.FirstStale == nil {
+		p.FirstStale = o.FirstStale
+	}
+}
+
+// staleReads is the number of stale reads over every kind.
+func (p *phaseStats) staleReads() uint64 {
+	var n uint64
+	for _, s := range p.Stale {
+		n += s
+	}
+	return n
 }
 
 // ops returns the number of operations of every kind.
@@ -449,9 +670,34 @@ type phaseConfig struct {
 	Progress func(done int64)
 }
 
+// do runs one request, through the cache when cached, and records it in
+// ps. It returns true when ctx ended during the call, which is then not a
+// sample.
+func (w *Workload) do(ctx context.Context, req Request, cached bool, ps *phaseStats) (ended bool) {
+	t0 := time.Now()
+	var src rediscache.Source
+	var stale *staleRead
+	var err error
+	if req.Kind == KindWrite {
+		err = w.write(ctx, req, cached)
+	} else {
+		src, stale, err = w.checkedRead(ctx, req, cached)
+	}
+	d := time.Since(t0)
+	if err != nil {
+		if ctx.Err() != nil {
+			return true
+		}
+		ps.fail(req.Kind, err)
+		return false
+	}
+	ps.record(req.Kind, d, src, stale)
+	return false
+}
+
 // run runs the workload with cfg.Workers workers, through the cache when
-// cached. Worker i draws its requests from seed (cfg.Seed, i), so both
-// phases see the same request sequences.
+// cached. Worker i draws its requests from seed (cfg.Seed, i), so every
+// tier sees the same request sequences.
 func (w *Workload) run(ctx context.Context, cfg phaseConfig, cached bool) *phaseStats {
 	var (
 		done    atomic.Int64
@@ -468,59 +714,23 @@ func (w *Workload) run(ctx context.Context, cfg phaseConfig, cached bool) *phase
 	start := time.Now()
 	for i := range cfg.Workers {
 		wg.Go(func() {
-			ps := &phaseStats{}
+			ps := &phaseStats{Cached: cached}
 			r := rand.New(rand.NewPCG(cfg.Seed, uint64(i)))
 			for runCtx.Err() == nil {
 				if cfg.Ops > 0 && done.Add(1) > cfg.Ops {
 					break
 				}
-				req := w.next(r)
-				t0 := time.Now()
-				var hit bool
-				var err error
-				switch {
-				case req.Kind == KindWrite:
-					err = w.write(runCtx, req, cached)
-				case cached:
-					_, hit, err = w.cachedRead(runCtx, req)
-				default:
-					_, err = w.read(runCtx, req)
-				}
-				d := time.Since(t0)
+				ended := w.do(runCtx, w.next(r), cached, ps)
 				if cfg.Ops == 0 {
 					done.Add(1)
 				}
-				if err != nil {
-					if runCtx.Err() != nil {
-						break // the phase ended during this call: not a sample
-					}
-					ps.Errors[req.Kind]++
-					if ps.FirstErr == nil {
-						ps.FirstErr = fmt.Errorf("%v: %w", req.Kind, err)
-					}
-					continue
-				}
-				ps.Lat[req.Kind].record(d)
-				switch {
-				case hit:
-					ps.Hits[req.Kind]++
-					ps.HitLat[req.Kind].record(d)
-				case cached && req.Kind != KindWrite:
-					ps.MissLat[req.Kind].record(d)
+				if ended {
+					break
 				}
 			}
 			mu.Lock()
 			defer mu.Unlock()
-			for k := range total.Lat {
-				total.Lat[k].merge(&ps.Lat[k])
-				total.HitLat[k].merge(&ps.HitLat[k])
-				total.MissLat[k].merge(&ps.MissLat[k])
-				total.Hits[k] += ps.Hits[k]
-				total.Errors[k] += ps.Errors[k]
-			}
-			if total.FirstErr == nil {
-				total.FirstErr = ps.FirstErr
-			}
+			total.merge(ps)
 		})
 	}
 	if cfg.Progress != nil {
