@@ -563,9 +563,12 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 	vals := make([]T, len(keys))
 	ok := make([]bool, len(keys))
 	get, idx := b, []int(nil) // with LocalCache, get holds only the keys not kept locally: keys[idx[j]]
-	var seq uint64
+	var marks []nearMark
 	if c.near != nil {
-		seq = c.near.seq.Load()
+		marks = make([]nearMark, len(keys))
+		for i, k := range b.ks {
+			marks[i] = c.near.mark(k)
+		}
 		get, idx = c.nearMany(b, func(i int, ent *nearEntry) bool {
 			v, isT := ent.v.(T)
 			if isT && genErrs[i] == nil && ent.env.gen == gens[i] {
@@ -590,7 +593,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			}
 			ok[i] = true
 			if c.near != nil {
-				c.near.store(b.ks[i], c.nearEntryOf(e, vals[i]), seq)
+				c.near.store(b.ks[i], c.nearEntryOf(e, vals[i]), marks[i])
 			}
 			return nil
 		})
@@ -632,14 +635,18 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 	if err != nil || b == nil {
 		return err
 	}
+	ttls, err := c.batchTTLs(b, ttl)
+	if err != nil {
+		return err
+	}
 	vals := make([][]byte, len(keys))
 	gens, _ := c.expectAll(ctx, keys) // unknown: 0, an entry nobody reads (it still replaces the old one)
 	for i, key := range keys {
-		if vals[i], err = c.encode(gens[i], items[key]); err != nil {
+		if vals[i], err = c.encode(gens[i], items[key], ttls[i]); err != nil {
 			return opErr("setmany", key, err)
 		}
 	}
-	return c.setBatch(ctx, b, vals, ttl)
+	return c.setBatch(ctx, b, vals, ttls)
 }
 
 // newSetBatch checks a write batch and returns its keys in a fixed order,
@@ -660,18 +667,24 @@ func newSetBatch[V any](ctx context.Context, c *Client, op string, items map[str
 }
 
 // setBatch resolves every key's TTL and writes vals.
-func (c *Client) setBatch(ctx context.Context, b *batch, vals [][]byte, ttl time.Duration) error {
+func (c *Client) setBatch(ctx context.Context, b *batch, vals [][]byte, ttls []time.Duration) error {
+	c.nearWritten(b.ks)
+	defer c.nearWritten(b.ks)
+	b.set(ctx, vals, ttls)
+	return b.err()
+}
+
+// batchTTLs resolves the TTL of every key of a write batch.
+func (c *Client) batchTTLs(b *batch, ttl time.Duration) ([]time.Duration, error) {
 	ttls := make([]time.Duration, len(b.keys))
 	for i, key := range b.keys {
 		d, err := c.ttl(key, ttl)
 		if err != nil {
-			return opErr(b.op, key, err)
+			return nil, opErr(b.op, key, err)
 		}
 		ttls[i] = d
 	}
-	c.nearWritten(b.ks)
-	b.set(ctx, vals, ttls)
-	return b.err()
+	return ttls, nil
 }
 
 // DeleteMany deletes keys with UNLINK (freed in the background) and returns
@@ -691,6 +704,7 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 	}
 	var n atomic.Int64
 	c.nearWritten(b.ks)
+	defer c.nearWritten(b.ks)
 	var bump func(context.Context, redis.Pipeliner, []string)
 	if c.countsDeletes() {
 		bump = c.bumpDeletes
@@ -769,5 +783,9 @@ func (c *Client) MSet(ctx context.Context, items map[string][]byte, ttl time.Dur
 		}
 		vals[i] = p
 	}
-	return c.setBatch(ctx, b, vals, ttl)
+	ttls, err := c.batchTTLs(b, ttl)
+	if err != nil {
+		return err
+	}
+	return c.setBatch(ctx, b, vals, ttls)
 }

@@ -36,6 +36,10 @@ type Client struct {
 	opt    Options
 	rdb    redis.UniversalClient
 	one    redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
+	// read is one for single-key reads, but rdb with LocalCache: go-redis's
+	// client-side cache hears the invalidations of reads through its own
+	// pool, not through the auto-pipeliner's connections.
+	read redis.UniversalClient
 	near   *nearCache            // Options.LocalCache, else nil
 	owned  bool                  // New built rdb, so Close closes it
 	pfx    string                // Prefix + ":" or ""
@@ -88,6 +92,10 @@ func New(opt *Options) (*Client, error) {
 			return nil, fmt.Errorf("%w: AutoPipeline: %w", ErrInvalidOptions, err)
 		}
 		c.one = ap
+	}
+	c.read = c.one
+	if c.near != nil {
+		c.read = c.rdb
 	}
 	if o.Prefix != "" {
 		c.pfx = o.Prefix + ":"
@@ -266,13 +274,41 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64
 // A miss is redis.Nil.
 func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 	start := mono()
-	b, err := c.one.Get(ctx, k).Bytes()
+	b, err := c.read.Get(ctx, k).Bytes()
 	if err != nil && !errors.Is(err, redis.Nil) {
 		b, err = retry(ctx, c, idempotent, b, err, func(ctx context.Context) ([]byte, error) {
-			return c.one.Get(ctx, k).Bytes()
+			return c.read.Get(ctx, k).Bytes()
 		})
 	}
+	if err == nil && c.near != nil && c.nearStale(b) {
+		b, err = c.getFresh(ctx, k)
+	}
 	c.observeOp(opGet, k, start, err)
+	return b, err
+}
+
+// nearStale reports whether bytes that may have come from the near cache
+// cannot be trusted to be current: an envelope past the TTL it records,
+// or a counter or raw value, whose end the Client cannot know.
+func (c *Client) nearStale(b []byte) bool {
+	e, kind, _ := parseStored(b)
+	return kind == storedCounter || kind == storedForeign || c.nearExpired(e)
+}
+
+// getFresh drops k's local copy and reads it from Redis itself: a
+// pipeline, which the near cache never answers.
+func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
+	c.near.written(k)
+	read := func(ctx context.Context) ([]byte, error) {
+		pipe := c.one.Pipeline()
+		get := pipe.Get(ctx, k)
+		_, _ = pipe.Exec(ctx)
+		return get.Bytes()
+	}
+	b, err := read(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b, err = retry(ctx, c, idempotent, b, err, read)
+	}
 	return b, err
 }
 
@@ -293,8 +329,8 @@ func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error
 }
 
 // encode validates and encodes a value into a stored envelope of
-// generation gen.
-func (c *Client) encode(gen uint64, value any) ([]byte, error) {
+// generation gen, to be stored for ttl.
+func (c *Client) encode(gen uint64, value any, ttl time.Duration) ([]byte, error) {
 	if value == nil {
 		return nil, errNilValue
 	}
@@ -308,7 +344,8 @@ func (c *Client) encode(gen uint64, value any) ([]byte, error) {
 	if c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(p)+envHeaderSize, c.opt.MaxValueSize)
 	}
-	return encodeEnvelope(envelope{created: time.Now().UnixMilli(), stamp: newStamp(), gen: gen, payload: p}), nil
+	now := time.Now()
+	return encodeEnvelope(envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}), nil
 }
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
@@ -325,7 +362,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return opErr("set", key, err)
 	}
-	b, err := c.encode(c.stampFor(ctx, key), value)
+	b, err := c.encode(c.stampFor(ctx, key), value, ttl)
 	if err != nil {
 		return opErr("set", key, err)
 	}
@@ -336,6 +373,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl time.Duration) error {
 	if c.near != nil {
 		c.near.written(k)
+		defer c.near.written(k)
 	}
 	start := mono()
 	_, err := c.one.Set(ctx, k, b, ttl).Result()
@@ -369,6 +407,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 	}
 	if c.near != nil {
 		c.near.written(k)
+		defer c.near.written(k)
 	}
 	unlink := func(ctx context.Context) (int64, error) { return c.one.Unlink(ctx, k).Result() }
 	if c.countsDeletes() {
@@ -425,6 +464,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 		return 0, opErr("increment", key, err)
 	}
 	c.nearWritten([]string{k})
+	defer c.nearWritten([]string{k})
 	incr := func(ctx context.Context) (int64, error) {
 		n, err := c.one.IncrBy(ctx, k, delta).Result()
 		if err != nil && redis.HasErrorPrefix(err, "ERR value is not an integer") {
@@ -460,12 +500,14 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return false, opErr("expire", key, err)
 	}
-	var stamp [8]byte
+	var stamp, expires [8]byte
 	binary.BigEndian.PutUint64(stamp[:], newStamp())
+	binary.BigEndian.PutUint64(expires[:], uint64(time.Now().Add(ttl).UnixMilli()))
 	expire := func(ctx context.Context) (int64, error) {
-		return runScript(ctx, c.one, expireScript, []string{k}, pxArg(ttl), stamp[:])
+		return runScript(ctx, c.one, expireScript, []string{k}, pxArg(ttl), stamp[:], expires[:])
 	}
 	c.nearWritten([]string{k})
+	defer c.nearWritten([]string{k})
 	start := mono()
 	n, err := expire(ctx)
 	if err != nil {
@@ -512,12 +554,12 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 	// Declared here, not above: decoding into it moves it to the heap,
 	// which a hit need not pay for.
 	var v T
-	seq := c.near.seq.Load()
+	m := c.near.mark(k)
 	e, err := c.getInto(ctx, key, k, &v, gen)
 	if err != nil {
 		return v, err
 	}
-	c.near.store(k, c.nearEntryOf(e, v), seq)
+	c.near.store(k, c.nearEntryOf(e, v), m)
 	return v, nil
 }
 

@@ -137,7 +137,7 @@ func TestCorruptValue(t *testing.T) {
 		require.NoError(t, c.Set(ctx, "real", "x", 0))
 		real, err := e.raw.Get(ctx, "p:real").Bytes()
 		require.NoError(t, err)
-		header := string(real[:38])
+		header := string(real[:46])
 		cases := map[string]string{
 			"foreign":      `{"id":"x"}`,
 			"empty":        "",

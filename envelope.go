@@ -22,19 +22,23 @@ import (
 //	22     8     stamp: random, new for every write (version 2 only)
 //	30     8     generation: the key's namespace generation when it was
 //	             written (version 2 only; 0 with GenerationTTL -1)
-//	38     n     payload: the Codec's bytes (22 in version 1)
+//	38     8     expires: Unix milliseconds when the key's TTL ends, as set
+//	             by its writer or Expire; 0 = unknown (version 2 only)
+//	46     n     payload: the Codec's bytes (22 in version 1)
 //
 // The stamp makes every write's header unique, so a store guarded by the
 // header it expects (a load's lease, a refresh's read) is refused once
 // anything else has written the key. An entry whose generation is not its
 // namespace's current one (InvalidateNamespace moved it on) reads as a
-// miss. Counters made by Increment are plain Redis integers and carry no
-// envelope. Any other byte string is not ours.
+// miss. The expiry lets a local copy (Options.LocalCache) end with the key
+// even when Redis's expiry notice is late. Counters made by Increment are
+// plain Redis integers and carry no envelope. Any other byte string is not
+// ours.
 const (
 	envFormatV1     = 0xC1
 	envFormatV2     = 0xC2
 	envHeaderSizeV1 = 22
-	envHeaderSize   = 38 // version 2, the one written
+	envHeaderSize   = 46 // version 2, the one written
 
 	flagNegative   = 1 << 0
 	flagLease      = 1 << 1
@@ -51,6 +55,7 @@ type envelope struct {
 	loadCost   uint32
 	stamp      uint64 // V2 only
 	gen        uint64 // V2 only: the namespace generation written under
+	expires    int64  // V2 only: Unix ms when the key's TTL ends; 0 = unknown
 	payload    []byte
 }
 
@@ -78,6 +83,7 @@ func (e envelope) appendHeader(dst []byte) []byte {
 	binary.BigEndian.PutUint32(h[18:], e.loadCost)
 	binary.BigEndian.PutUint64(h[22:], e.stamp)
 	binary.BigEndian.PutUint64(h[30:], e.gen)
+	binary.BigEndian.PutUint64(h[38:], uint64(e.expires))
 	return append(dst, h[:e.headerSize()]...)
 }
 
@@ -109,6 +115,7 @@ func decodeEnvelope(b []byte) (envelope, error) {
 	if e.format == envFormatV2 {
 		e.stamp = binary.BigEndian.Uint64(b[22:])
 		e.gen = binary.BigEndian.Uint64(b[30:])
+		e.expires = int64(binary.BigEndian.Uint64(b[38:]))
 	}
 	e.payload = b[n:]
 	switch {

@@ -51,13 +51,15 @@ return redis.call("PEXPIRE", KEYS[1], ARGV[2])`)
 
 	// expireScript is Expire: PEXPIRE ARGV[1] ms, after giving an envelope
 	// a new stamp (ARGV[2], 8 bytes) so a refresh that read it before is
-	// refused. A lease placeholder is no value: it is left alone and the
-	// answer is 0, as for a missing key.
-	expireScript = redis.NewScript(`local h = redis.call("GETRANGE", KEYS[1], 0, 37)
+	// refused, and its new expiry (ARGV[3], 8 bytes). A lease placeholder
+	// is no value: it is left alone and the answer is 0, as for a missing
+	// key.
+	expireScript = redis.NewScript(`local h = redis.call("GETRANGE", KEYS[1], 0, 45)
 local f = string.byte(h, 1)
-if f == 194 and #h == 38 then
+if f == 194 and #h == 46 then
   if string.byte(h, 2) % 4 >= 2 then return 0 end
   redis.call("SETRANGE", KEYS[1], 22, ARGV[2])
+  redis.call("SETRANGE", KEYS[1], 38, ARGV[3])
 elseif f == 193 and #h >= 22 then
   local b = string.byte(h, 22)
   if b % 2 == 0 then b = b + 1 else b = b - 1 end
@@ -68,7 +70,7 @@ return redis.call("PEXPIRE", KEYS[1], ARGV[1])`)
 	// incrOverLeaseScript is INCRBY ARGV[1] on a key that holds a lease
 	// placeholder: the placeholder goes (cancelling the load), the counter
 	// starts at 0. Any other value fails as INCRBY does.
-	incrOverLeaseScript = redis.NewScript(`if redis.call("STRLEN", KEYS[1]) == 38 and redis.call("GETRANGE", KEYS[1], 0, 1) == "\194\2" then
+	incrOverLeaseScript = redis.NewScript(`if redis.call("STRLEN", KEYS[1]) == 46 and redis.call("GETRANGE", KEYS[1], 0, 1) == "\194\2" then
   redis.call("DEL", KEYS[1])
 end
 return redis.call("INCRBY", KEYS[1], ARGV[1])`)

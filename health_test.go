@@ -160,7 +160,7 @@ func TestMetadata(t *testing.T) {
 		assert.True(t, md.CreatedAt.After(before) && md.CreatedAt.Before(time.Now().Add(time.Second)), "%v", md.CreatedAt)
 		assert.Greater(t, md.TTL, 59*time.Minute)
 		assert.WithinDuration(t, time.Now().Add(time.Hour), md.ExpiresAt, 5*time.Second)
-		assert.Equal(t, 38+102, md.Size, "header + JSON string")
+		assert.Equal(t, 46+102, md.Size, "header + JSON string")
 		assert.False(t, md.Negative || md.Counter)
 
 		_, err = c.Increment(ctx, "counters:views", 3)

@@ -172,6 +172,7 @@ func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals [
 		b := &batch{c: c, op: op, keys: keys, ks: ks}
 		c.nearWritten(ks)
 		b.run(ctx, unlinkSend(rdb, multi, ks, &n, nil))
+		c.nearWritten(ks)
 		mu.Lock()
 		defer mu.Unlock()
 		found += len(ks)

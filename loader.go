@@ -139,7 +139,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		c.logf(slog.LevelWarn, "rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
 		return lc.fallback(ctx, retried)
 	}
-	var seq uint64
+	var m nearMark
 	if c.near != nil {
 		if ent, ok := c.near.load(lc.k); ok && ent.live() && ent.env.gen == lc.gen {
 			// A value kept as another type is read from Redis instead.
@@ -148,7 +148,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 				return v, src, err, false
 			}
 		}
-		seq = c.near.seq.Load()
+		m = c.near.mark(lc.k)
 	}
 	b, err := c.get(ctx, lc.k)
 	switch {
@@ -162,7 +162,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 				if !negative {
 					kept = v
 				}
-				c.near.store(lc.k, c.nearEntryOf(e, kept), seq)
+				c.near.store(lc.k, c.nearEntryOf(e, kept), m)
 			}
 			v, src, err = lc.hit(v, e, negative)
 			return v, src, err, false
@@ -536,7 +536,8 @@ func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost t
 		if c.opt.NegativeTTL <= 0 {
 			return envelope{}, 0, false
 		}
-		return envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen}, c.opt.NegativeTTL, true
+		return envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen,
+			expires: now.Add(c.opt.NegativeTTL).UnixMilli()}, c.opt.NegativeTTL, true
 	case err != nil:
 		return envelope{}, 0, false
 	}
@@ -551,6 +552,7 @@ func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost t
 		loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
 		stamp:      newStamp(),
 		gen:        gen,
+		expires:    now.Add(ttl + c.opt.StaleTTL).UnixMilli(),
 		payload:    p,
 	}, ttl + c.opt.StaleTTL, true
 }
@@ -566,6 +568,7 @@ func (c *Client) storeGuarded(ctx context.Context, key, k, guard string, e envel
 	}
 	if c.near != nil {
 		c.near.written(k)
+		defer c.near.written(k)
 	}
 	// The load's own deadline may have passed (a loader that timed out):
 	// the store must still go out, bounded on its own.
@@ -650,6 +653,7 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	}
 	if stores && c.near != nil {
 		c.near.written(lc.k)
+		defer c.near.written(lc.k)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
 	defer cancel()

@@ -501,11 +501,15 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 	if len(stores)+len(releases) == 0 || !c.brk.allow() {
 		return
 	}
-	for _, w := range stored {
-		if c.near != nil {
-			c.near.written(w.k)
+	written := func() {
+		for _, w := range stored {
+			if c.near != nil {
+				c.near.written(w.k)
+			}
 		}
 	}
+	written()
+	defer written()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second+time.Duration(len(stores))*time.Millisecond)
 	defer cancel()
 	c.storeMany(ctx, stores, counts)

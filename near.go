@@ -14,19 +14,52 @@ import (
 // LocalCache keeps the stored bytes and receives Redis's invalidations
 // (RESP3 CLIENT TRACKING); nearCache wraps it to keep decoded values too, so
 // a typed hit costs neither a round trip nor a decode. Every invalidation
-// go-redis applies to its bytes is applied to the decoded values as well,
-// so both are dropped together.
+// go-redis applies to its bytes is applied to the decoded values as well.
+//
+// A kept value is never resurrected: an invalidation first drops the bytes
+// (go-redis then refuses the fill of a fetch in flight), then bumps the
+// mark of the key's stripe and drops the decoded value; a decoded value is
+// kept only if the mark its reader took before reading is unchanged. So a
+// reader that read old bytes before the invalidation cannot keep them
+// after it.
 type nearCache struct {
 	redis.Cache
 
-	mu   sync.Mutex    // orders stores against invalidations
-	seq  atomic.Uint64 // bumped by every invalidation, before it deletes
-	n    atomic.Int64  // entries in vals
-	max  int64
-	vals sync.Map // stored key -> decoded value (any T)
+	mu    sync.Mutex // orders stores against invalidations
+	epoch atomic.Uint64
+	marks [nearStripes]atomic.Uint64 // bumped by an invalidation of a key of the stripe
+	n     atomic.Int64               // entries in vals
+	max   int64
+	vals  sync.Map // stored key -> *nearEntry
 	// ns is go-redis's namespace prefix of a cache entry's Redis key (DB and
 	// ACL user), which its invalidations carry.
 	ns string
+}
+
+// nearStripes is how many marks keys are spread over, so an invalidation
+// refuses only the fills of keys of its stripe.
+const nearStripes = 256
+
+// nearMark is what a reader notes before reading a key, for store.
+type nearMark struct {
+	epoch, seq uint64
+	stripe     uint8
+}
+
+// mark returns the mark of stored key k now.
+func (n *nearCache) mark(k string) nearMark {
+	i := stripeOf(k)
+	return nearMark{n.epoch.Load(), n.marks[i].Load(), i}
+}
+
+// stripeOf returns the stripe of stored key k: FNV-1a.
+func stripeOf(k string) uint8 {
+	h := uint32(2166136261)
+	for i := 0; i < len(k); i++ {
+		h ^= uint32(k[i])
+		h *= 16777619
+	}
+	return uint8(h)
 }
 
 var _ redis.Cache = (*nearCache)(nil)
@@ -55,10 +88,17 @@ type nearEntry struct {
 }
 
 // nearEntryOf returns the near-cache entry of decoded value v stored in
-// envelope e.
+// envelope e: it ends with the key's TTL (the envelope says when), or, for
+// a version-1 envelope, with the end of GetOrLoad's freshness and staleness.
 func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
 	e.payload = nil
-	ent := &nearEntry{v: v, env: e}
+	ent := &nearEntry{v: v, env: e, expires: e.expires}
+	if e.flags&flagNegative != 0 {
+		ent.v, ent.negative = nil, true
+	}
+	if e.expires != 0 {
+		return ent
+	}
 	switch {
 	case e.flags&flagNegative != 0:
 		ent.v, ent.negative = nil, true
@@ -86,12 +126,12 @@ func (n *nearCache) load(k string) (*nearEntry, bool) {
 	return x.(*nearEntry), true
 }
 
-// store keeps v for k unless an invalidation ran since seq was read, or the
-// cache is full.
-func (n *nearCache) store(k string, v *nearEntry, seq uint64) {
+// store keeps v for k unless an invalidation of k ran since m was taken,
+// or the cache is full.
+func (n *nearCache) store(k string, v *nearEntry, m nearMark) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if n.seq.Load() != seq || n.n.Load() >= n.max {
+	if n.epoch.Load() != m.epoch || n.marks[m.stripe].Load() != m.seq || n.n.Load() >= n.max {
 		return
 	}
 	if _, loaded := n.vals.Swap(k, v); !loaded {
@@ -99,17 +139,19 @@ func (n *nearCache) store(k string, v *nearEntry, seq uint64) {
 	}
 }
 
-// written forgets k's bytes and decoded value before this Client writes k,
-// so the Client reads its own write back without waiting for Redis's
-// invalidation to arrive.
+// written forgets k's bytes and decoded value when this Client writes k:
+// before the write, so it is not served meanwhile, and after it, so what a
+// concurrent reader fetched before the write landed is not kept. The
+// Client reads its own write at once, without waiting for Redis's
+// invalidation.
 func (n *nearCache) written(k string) {
-	n.drop(k)
 	n.Cache.DeleteByRedisKey(n.ns + k)
+	n.drop(k)
 }
 
-// nearWritten forgets the local copies of stored keys ks before the Client
-// writes or deletes them (see nearCache.written); without LocalCache it
-// does nothing.
+// nearWritten forgets the local copies of stored keys ks, before and after
+// the Client writes or deletes them (see nearCache.written); without
+// LocalCache it does nothing.
 func (c *Client) nearWritten(ks []string) {
 	if c.near == nil {
 		return
@@ -139,9 +181,9 @@ func (c *Client) nearMany(b *batch, take func(i int, ent *nearEntry) bool) (*bat
 	return rest, idx
 }
 
-// drop forgets the decoded value of k.
+// drop forgets the decoded value of k, after bumping its stripe's mark.
 func (n *nearCache) drop(k string) {
-	n.seq.Add(1)
+	n.marks[stripeOf(k)].Add(1)
 	n.mu.Lock()
 	if _, ok := n.vals.LoadAndDelete(k); ok {
 		n.n.Add(-1)
@@ -149,41 +191,53 @@ func (n *nearCache) drop(k string) {
 	n.mu.Unlock()
 }
 
+// clear forgets every decoded value, after bumping the epoch.
 func (n *nearCache) clear() {
-	n.seq.Add(1)
+	n.epoch.Add(1)
 	n.mu.Lock()
 	n.vals.Clear()
 	n.n.Store(0)
 	n.mu.Unlock()
 }
 
-// DeleteByRedisKey drops a key's bytes and decoded value (an
+// DeleteByRedisKey drops a key's bytes, then its decoded value (an
 // invalidation); nsKey is the Redis key behind go-redis's namespace prefix.
 func (n *nearCache) DeleteByRedisKey(nsKey string) int {
+	r := n.Cache.DeleteByRedisKey(nsKey)
 	if k, ok := strings.CutPrefix(nsKey, n.ns); ok {
 		n.drop(k)
 	} else {
 		n.clear()
 	}
-	return n.Cache.DeleteByRedisKey(nsKey)
+	return r
 }
 
 // DeleteByCacheKey drops one bytes entry; the decoded values are all
 // dropped, since a cache key does not name its Redis key here.
 func (n *nearCache) DeleteByCacheKey(ck string) bool {
+	r := n.Cache.DeleteByCacheKey(ck)
 	n.clear()
-	return n.Cache.DeleteByCacheKey(ck)
+	return r
 }
 
-// EvictByConn drops what a connection that lost tracking fetched; the
-// decoded values are all dropped.
+// EvictByConn drops what a connection that lost tracking fetched (it was
+// killed, or the server restarted); the decoded values are all dropped.
 func (n *nearCache) EvictByConn(id uint64) int {
+	r := n.Cache.EvictByConn(id)
 	n.clear()
-	return n.Cache.EvictByConn(id)
+	return r
 }
 
 // Flush drops everything.
 func (n *nearCache) Flush() int {
+	r := n.Cache.Flush()
 	n.clear()
-	return n.Cache.Flush()
+	return r
+}
+
+// nearExpired reports whether an entry read from the near cache's bytes
+// is past the TTL its envelope records (Redis's notice of the expiry may
+// be late); always false without LocalCache.
+func (c *Client) nearExpired(e envelope) bool {
+	return c.near != nil && e.expires != 0 && time.Now().UnixMilli() >= e.expires
 }
