@@ -33,16 +33,16 @@ import (
 // key a Client touches is stored at Options.Prefix + ":" + key (just key
 // when Prefix is empty).
 type Client struct {
-	opt    Options
-	rdb    redis.UniversalClient
-	one    redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
+	opt Options
+	rdb redis.UniversalClient
+	one redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
 	// read is one for single-key reads, but rdb with LocalCache: go-redis's
 	// client-side cache hears the invalidations of reads through its own
 	// pool, not through the auto-pipeliner's connections.
-	read redis.UniversalClient
-	near   *nearCache            // Options.LocalCache, else nil
-	owned  bool                  // New built rdb, so Close closes it
-	pfx    string                // Prefix + ":" or ""
+	read   redis.UniversalClient
+	near   *nearCache // Options.LocalCache, else nil
+	owned  bool       // New built rdb, so Close closes it
+	pfx    string     // Prefix + ":" or ""
 	closed atomic.Bool
 	ctr    counters
 	gens   *generations  // nil when GenerationTTL is -1
