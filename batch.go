@@ -587,6 +587,17 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			if genErrs[i] != nil {
 				return genErrs[i]
 			}
+			if c.near != nil && c.nearStale(p) {
+				// Bytes from the near cache that may be past their end.
+				fresh, err := c.getFresh(ctx, b.ks[i])
+				switch {
+				case errors.Is(err, redis.Nil):
+					return errLeaseOnly // a miss
+				case err != nil:
+					return err
+				}
+				p = fresh
+			}
 			e, _, err := c.decodeStored(p, &vals[i], gens[i])
 			if err != nil {
 				return err

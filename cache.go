@@ -77,7 +77,7 @@ func New(opt *Options) (*Client, error) {
 	c.ctr.off = o.DisableStats
 	if c.rdb == nil {
 		if o.LocalCache {
-			c.near = newNearCache(o.LocalCacheEntries, o.DB, o.Username)
+			c.near = newNearCache(o.LocalCacheEntries, o.LocalCacheTTL, o.DB, o.Username)
 		}
 		c.rdb = o.newRedis(c.near)
 		c.owned = true

@@ -205,6 +205,13 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 			st.missing = append(st.missing, want)
 			continue
 		}
+		if c.near != nil && c.nearStale(raw[i]) {
+			// Bytes from the near cache that may be past their end: load.
+			c.near.written(ks[i])
+			c.ctr.miss(key)
+			st.missing = append(st.missing, want)
+			continue
+		}
 		var v T
 		e, kind, err := c.decodeStored(raw[i], &v, gens[i])
 		switch {

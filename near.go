@@ -34,7 +34,14 @@ type nearCache struct {
 	// ns is go-redis's namespace prefix of a cache entry's Redis key (DB and
 	// ACL user), which its invalidations carry.
 	ns string
+	// ttl is Options.LocalCacheTTL in ms: how long a kept value is used at
+	// most (0: no bound).
+	ttl int64
 }
+
+// nearDrainInterval is how often go-redis reads the invalidations waiting
+// on the idle connections of a LocalCache Client.
+const nearDrainInterval = time.Millisecond
 
 // nearStripes is how many marks keys are spread over, so an invalidation
 // refuses only the fills of keys of its stripe.
@@ -64,10 +71,12 @@ func stripeOf(k string) uint8 {
 
 var _ redis.Cache = (*nearCache)(nil)
 
-func newNearCache(entries, db int, username string) *nearCache {
+func newNearCache(entries int, ttl time.Duration, db int, username string) *nearCache {
+	ttl = max(ttl, 0) // -1: no bound
 	return &nearCache{
-		Cache: redis.NewLocalCache(redis.CacheConfig{MaxEntries: entries}),
+		Cache: redis.NewLocalCache(redis.CacheConfig{MaxEntries: entries, MaxStaleness: ttl}),
 		max:   int64(entries),
+		ttl:   ttl.Milliseconds(),
 		ns:    strconv.Itoa(db) + "\x00" + strconv.Itoa(len(username)) + ":" + username + "\x00",
 	}
 }
@@ -96,6 +105,14 @@ func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
 	if e.flags&flagNegative != 0 {
 		ent.v, ent.negative = nil, true
 	}
+	defer func() {
+		if c.near.ttl > 0 {
+			bound := time.Now().UnixMilli() + c.near.ttl
+			if ent.expires == 0 || bound < ent.expires {
+				ent.expires = bound
+			}
+		}
+	}()
 	if e.expires != 0 {
 		return ent
 	}

@@ -9,24 +9,36 @@ import (
 
 func TestNearEntryExpiry(t *testing.T) {
 	now := time.Now().UnixMilli()
-	c := &Client{opt: Options{NegativeTTL: 30 * time.Second, StaleTTL: time.Minute}}
+	opt := Options{NegativeTTL: 30 * time.Second, StaleTTL: time.Minute}
+	unbounded := &Client{opt: opt, near: &nearCache{}}
+	bounded := &Client{opt: opt, near: &nearCache{ttl: 1000}}
 	for _, tc := range []struct {
 		name     string
+		c        *Client
 		e        envelope
-		expires  int64
+		expires  int64 // 0: none; -1: now + 1s (LocalCacheTTL), within the test's run time
 		negative bool
 		live     bool
 	}{
-		{"plain Set: no known expiry", envelope{created: now - 1e6}, 0, false, true},
-		{"negative, within NegativeTTL", envelope{flags: flagNegative, created: now - 1000}, now - 1000 + 30000, true, true},
-		{"negative, past NegativeTTL", envelope{flags: flagNegative, created: now - 31000}, now - 31000 + 30000, true, false},
-		{"fresh", envelope{created: now, freshUntil: now + 1000}, now + 1000 + 60000, false, true},
-		{"stale, within StaleTTL", envelope{created: now - 2000, freshUntil: now - 1000}, now - 1000 + 60000, false, true},
-		{"past StaleTTL", envelope{created: now - 70000, freshUntil: now - 61000}, now - 61000 + 60000, false, false},
+		{"v2: the envelope's expiry", unbounded, envelope{created: now, expires: now + 5000}, now + 5000, false, true},
+		{"v2: past its expiry", unbounded, envelope{created: now - 5000, expires: now - 1}, now - 1, false, false},
+		{"v2: LocalCacheTTL first", bounded, envelope{created: now, expires: now + 5000}, -1, false, true},
+		{"v2 negative: the envelope's expiry", unbounded, envelope{flags: flagNegative, created: now, expires: now + 30000}, now + 30000, true, true},
+		{"v1 plain Set: no known expiry", unbounded, envelope{format: envFormatV1, created: now - 1e6}, 0, false, true},
+		{"v1 plain Set: LocalCacheTTL", bounded, envelope{format: envFormatV1, created: now - 1e6}, -1, false, true},
+		{"v1 negative, within NegativeTTL", unbounded, envelope{format: envFormatV1, flags: flagNegative, created: now - 1000}, now - 1000 + 30000, true, true},
+		{"v1 negative, past NegativeTTL", unbounded, envelope{format: envFormatV1, flags: flagNegative, created: now - 31000}, now - 31000 + 30000, true, false},
+		{"v1 fresh", unbounded, envelope{format: envFormatV1, created: now, freshUntil: now + 1000}, now + 1000 + 60000, false, true},
+		{"v1 stale, within StaleTTL", unbounded, envelope{format: envFormatV1, created: now - 2000, freshUntil: now - 1000}, now - 1000 + 60000, false, true},
+		{"v1 past StaleTTL", unbounded, envelope{format: envFormatV1, created: now - 70000, freshUntil: now - 61000}, now - 61000 + 60000, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ent := c.nearEntryOf(tc.e, "v")
-			assert.Equal(t, tc.expires, ent.expires)
+			ent := tc.c.nearEntryOf(tc.e, "v")
+			if tc.expires == -1 {
+				assert.InDelta(t, time.Now().UnixMilli()+1000, ent.expires, 100)
+			} else {
+				assert.Equal(t, tc.expires, ent.expires)
+			}
 			assert.Equal(t, tc.negative, ent.negative)
 			assert.Equal(t, tc.negative, ent.v == nil)
 			assert.Equal(t, tc.live, ent.live())

@@ -19,6 +19,7 @@ const (
 	DefaultMaxKeySize      = 4 << 10
 
 	DefaultLocalCacheEntries = 10_000
+	DefaultLocalCacheTTL     = time.Second
 
 	DefaultNegativeTTL      = 30 * time.Second
 	DefaultLoadTimeout      = 10 * time.Second
@@ -95,6 +96,13 @@ type Options struct {
 	LocalCache bool
 	// LocalCacheEntries bounds the local cache. Default 10,000.
 	LocalCacheEntries int
+	// LocalCacheTTL bounds how long a value kept by LocalCache is used
+	// without hearing from Redis: past it, the next read fetches the key
+	// again. Redis's invalidations normally drop a kept value within a few
+	// milliseconds of another client's write; this is the backstop when one
+	// is late or lost. Default 1s; -1 removes the bound (kept values then
+	// end only by invalidation, or with their key's TTL).
+	LocalCacheTTL time.Duration
 
 	// Prefix is the namespace of this Client: every key it touches is stored
 	// at Prefix + ":" + key. Empty means no prefix.
@@ -287,6 +295,9 @@ func (o *Options) init() error {
 		if o.LocalCacheEntries <= 0 {
 			o.LocalCacheEntries = DefaultLocalCacheEntries
 		}
+		if o.LocalCacheTTL == 0 {
+			o.LocalCacheTTL = DefaultLocalCacheTTL
+		}
 	}
 	if o.DB != 0 && o.MasterName == "" && (len(o.Addrs) > 1 || o.ClusterMode) {
 		return fmt.Errorf("%w: DB must be 0 on a cluster", ErrInvalidOptions)
@@ -299,12 +310,20 @@ func (o *Options) init() error {
 // its dial retries (1 attempt instead of 5 with 100ms pauses, which made a
 // down node cost 0.4s per connection attempt inside each of our attempts).
 func (o *Options) newRedis(near *nearCache) redis.UniversalClient {
-	var csc redis.Cache
+	var (
+		csc    redis.Cache
+		cscCfg *redis.ClientSideCacheConfig
+	)
 	if near != nil {
 		csc = near
+		// How often go-redis reads the invalidations waiting on idle
+		// connections, which bounds how late another client's write reaches
+		// the near cache: 1ms (go-redis's default is 5ms).
+		cscCfg = &redis.ClientSideCacheConfig{DrainInterval: nearDrainInterval}
 	}
 	return redis.NewUniversalClient(&redis.UniversalOptions{
 		ClientSideCache:       csc,
+		ClientSideCacheConfig: cscCfg,
 		Protocol:              3,
 		Addrs:                 o.Addrs,
 		IsClusterMode:         o.ClusterMode,
