@@ -71,17 +71,31 @@ type consVal struct {
 	Origin  string
 }
 
-// consClients are the Clients of a run: their Options vary, and ttl is
-// what their calls pass.
-var consClients = []struct {
+// consSpec is one Client of a run: its Options, the ttl its calls pass,
+// and what is special about it.
+type consSpec struct {
 	name string
 	ttl  time.Duration
 	opt  rediscache.Options
-}{
+	// near is the LocalCache bound within which it may see other Clients'
+	// writes late (LocalCacheTTL plus slack); it runs on standalone only.
+	near time.Duration
+	// flaky makes its reads of the namespace generations fail now and then
+	// (see consHarness.flaky), so its view of them goes past GenerationTTL.
+	flaky bool
+}
+
+// consLocalTTL is the LocalCacheTTL of the near-cache Client.
+const consLocalTTL = 200 * time.Millisecond
+
+// consClients are the Clients of a run: their Options vary.
+var consClients = []consSpec{
 	{name: "default", ttl: 500 * time.Millisecond},
 	{name: "stale", ttl: 100 * time.Millisecond, opt: rediscache.Options{StaleTTL: time.Second}},
 	{name: "xfetch", ttl: 300 * time.Millisecond, opt: rediscache.Options{EarlyRefreshBeta: 50}},
 	{name: "nolease", ttl: 50 * time.Millisecond, opt: rediscache.Options{LockTTL: -1}},
+	{name: "local", ttl: 300 * time.Millisecond, opt: rediscache.Options{LocalCache: true, LocalCacheTTL: consLocalTTL}, near: consLocalTTL + 50*time.Millisecond},
+	{name: "flaky", ttl: 500 * time.Millisecond, flaky: true},
 }
 
 // consBackend is the Redis under test: a standalone server (srv set, so
@@ -120,7 +134,9 @@ type consHarness struct {
 	b       consBackend
 	table   consistency.Table
 	rec     *consistency.Recorder
+	specs   []consSpec // of clients
 	clients []*rediscache.Client
+	flaky   atomic.Bool // the flaky Client's generations are unreadable
 	keys    []string     // namespace by namespace
 	locks   []sync.Mutex // by key index: writers of a key take turns
 	ctx     context.Context
@@ -150,15 +166,64 @@ func newConsHarness(t *testing.T, b consBackend) *consHarness {
 	}
 	h.locks = make([]sync.Mutex, len(h.keys))
 	for _, spec := range consClients {
+		if spec.near > 0 && b.cluster {
+			continue // LocalCache needs one standalone server
+		}
 		opt := spec.opt
-		opt.Addrs, opt.ClusterMode, opt.Prefix = b.addrs, b.cluster, "cons"
-		opt.GenerationTTL = consGenTTL
+		opt.Prefix, opt.GenerationTTL = "cons", consGenTTL
+		if spec.flaky {
+			opt.Redis, opt.MaxRetries = h.flakyRedis(), -1
+		} else {
+			opt.Addrs, opt.ClusterMode = b.addrs, b.cluster
+		}
 		c, err := rediscache.New(&opt)
 		require.NoError(t, err)
 		t.Cleanup(func() { _ = c.Close() })
+		h.specs = append(h.specs, spec)
 		h.clients = append(h.clients, c)
 	}
 	return h
+}
+
+// flakyRedis returns a go-redis client whose commands on the namespace
+// generations fail while h.flaky is set.
+func (h *consHarness) flakyRedis() redis.UniversalClient {
+	var rdb redis.UniversalClient
+	if h.b.cluster {
+		rdb = redis.NewClusterClient(&redis.ClusterOptions{Addrs: h.b.addrs, MaxRetries: -1})
+	} else {
+		rdb = redis.NewClient(&redis.Options{Addr: h.b.addrs[0], MaxRetries: -1})
+	}
+	rdb.AddHook(failGenerations{on: &h.flaky, prefix: "cons"})
+	h.t.Cleanup(func() { _ = rdb.Close() })
+	return rdb
+}
+
+// toggleFlaky makes the flaky Client's generations unreadable for 700ms
+// of every 2s (longer than GenerationTTL), until stop.
+func (h *consHarness) toggleFlaky(stop context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for n := 0; ; n++ {
+		select {
+		case <-stop.Done():
+			h.flaky.Store(false)
+			return
+		case <-t.C:
+		}
+		h.flaky.Store(n%2 == 0)
+	}
+}
+
+// lags are the bounds the run's history is checked with.
+func (h *consHarness) lags() consistency.Lags {
+	l := consistency.Lags{Namespace: consLag, Near: map[int]time.Duration{}}
+	for ci, spec := range h.specs {
+		if spec.near > 0 {
+			l.Near[ci] = spec.near
+		}
+	}
+	return l
 }
 
 // run drives the Clients for d in mode m and checks the history.
@@ -169,12 +234,13 @@ func (h *consHarness) run(d time.Duration, m consMode) consistency.Report {
 	defer cancel()
 	var wg sync.WaitGroup
 	h.startWorkers(stop, &wg)
+	wg.Go(func() { h.toggleFlaky(stop) })
 	if m.faults {
 		h.injectFaults(stop, d)
 	}
 	<-stop.Done()
 	faultWait(h.t, &wg, 30*time.Second, "consistency workers")
-	rep := consistency.Check(h.rec.History(), consLag)
+	rep := consistency.CheckLags(h.rec.History(), h.lags())
 	h.logReport(rep)
 	return rep
 }
@@ -213,7 +279,7 @@ func (h *consHarness) startWorkers(stop context.Context, wg *sync.WaitGroup) {
 // namespace generations.
 func (h *consHarness) logReport(rep consistency.Report) {
 	var names []string
-	for ci, spec := range consClients {
+	for ci, spec := range h.specs {
 		names = append(names, fmt.Sprintf("%d %s", ci, spec.name))
 	}
 	h.t.Logf("%s\nclients: %s; read errors: %d, unconfirmed writes: %d\nfaults: %v (%d failed), restarts done at %v\n%s%s",
@@ -322,7 +388,7 @@ func (h *consHarness) read(ci int) {
 // getOrLoad is a GetOrLoad of key on Client ci, recorded.
 func (h *consHarness) getOrLoad(ci int, key string) {
 	start := h.rec.Now()
-	v, err := rediscache.GetOrLoad(h.ctx, h.clients[ci], key, consClients[ci].ttl, h.loader(ci, key))
+	v, err := rediscache.GetOrLoad(h.ctx, h.clients[ci], key, h.specs[ci].ttl, h.loader(ci, key))
 	h.recordRead(ci, "GetOrLoad", key, start, v, err)
 }
 
@@ -330,7 +396,7 @@ func (h *consHarness) getOrLoad(ci int, key string) {
 // read per key.
 func (h *consHarness) getManyOrLoad(ci int, keys []string) {
 	start := h.rec.Now()
-	m, err := rediscache.GetManyOrLoad(h.ctx, h.clients[ci], keys, consClients[ci].ttl, h.loaderMany(ci))
+	m, err := rediscache.GetManyOrLoad(h.ctx, h.clients[ci], keys, h.specs[ci].ttl, h.loaderMany(ci))
 	for _, k := range keys {
 		v, ok := m[k]
 		switch {
@@ -386,7 +452,7 @@ func (h *consHarness) keysWith(prefix string) []int {
 // write makes one random write on a random Client.
 func (h *consHarness) write() {
 	ci := rand.IntN(len(h.clients))
-	c, ttl := h.clients[ci], consClients[ci].ttl
+	c, ttl := h.clients[ci], h.specs[ci].ttl
 	ns := fmt.Sprintf("ns%d", 1+rand.IntN(consNamespaces))
 	one, some := h.randomIdx(1), h.randomIdx(2+rand.IntN(3))
 	switch n := rand.IntN(100); {
@@ -607,7 +673,7 @@ func TestConsistencyCheckerCatchesPlantedStaleSet(t *testing.T) {
 		require.NoError(t, <-stored)
 		h.getOrLoad(3, key)
 
-		rep := consistency.Check(h.rec.History(), consLag)
+		rep := consistency.CheckLags(h.rec.History(), h.lags())
 		t.Logf("%s", rep)
 		require.Len(t, rep.Violations, 1, "violations")
 		v := rep.Violations[0]

@@ -149,6 +149,15 @@ func (c *Client) logicalKey(k string) string { return k[len(c.pfx):] }
 // progress stores nothing (see batchguard.go; loads of single keys and on
 // a cluster hold leases in their keys, which the walk deletes).
 func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals []string) (int64, error) {
+	if c.near != nil {
+		forget := func() {
+			for _, l := range literals {
+				c.near.writtenPrefix(l)
+			}
+		}
+		forget()
+		defer forget()
+	}
 	if c.countsDeletes() {
 		start := mono()
 		err := c.bumpAll(ctx)
@@ -170,9 +179,7 @@ func (c *Client) deletePrefix(ctx context.Context, op, prefix string, literals [
 			keys[i] = c.logicalKey(k)
 		}
 		b := &batch{c: c, op: op, keys: keys, ks: ks}
-		c.nearWritten(ks)
 		b.run(ctx, unlinkSend(rdb, multi, ks, &n, nil))
-		c.nearWritten(ks)
 		mu.Lock()
 		defer mu.Unlock()
 		found += len(ks)

@@ -208,6 +208,26 @@ func (n *nearCache) drop(k string) {
 	n.mu.Unlock()
 }
 
+// writtenPrefix forgets the local copies of every stored key starting
+// with literal, for InvalidatePrefix and ClearAll, before and after their
+// walk: also keys the walk does not find (deleted meanwhile by another
+// Client, whose invalidation may not have arrived yet). go-redis's cache
+// cannot be searched by prefix, so all its bytes go; the decoded values
+// of other keys stay.
+func (n *nearCache) writtenPrefix(literal string) {
+	n.Cache.Flush()
+	n.epoch.Add(1)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.vals.Range(func(k, _ any) bool {
+		if strings.HasPrefix(k.(string), literal) {
+			n.vals.Delete(k)
+			n.n.Add(-1)
+		}
+		return true
+	})
+}
+
 // clear forgets every decoded value, after bumping the epoch.
 func (n *nearCache) clear() {
 	n.epoch.Add(1)

@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/rediscache/rediscache/internal/redistest"
 )
 
 func TestNearEntryExpiry(t *testing.T) {
@@ -43,5 +46,33 @@ func TestNearEntryExpiry(t *testing.T) {
 			assert.Equal(t, tc.negative, ent.v == nil)
 			assert.Equal(t, tc.live, ent.live())
 		})
+	}
+}
+
+// InvalidatePrefix drops the Client's kept copies of every key under the
+// prefix, also of keys its walk does not find: here one that another
+// Client deleted, whose invalidation has not reached this Client yet (the
+// kept copy is planted, the key absent from Redis).
+func TestInvalidatePrefixDropsKeptCopiesItDoesNotFind(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	c, err := New(&Options{Addrs: []string{srv.Addr()}, Prefix: "p", LocalCache: true})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := t.Context()
+	for _, op := range []string{"InvalidatePrefix", "ClearAll"} {
+		k := c.StorageKey("tasks:v1:gone")
+		c.near.store(k, &nearEntry{v: 7}, c.near.mark(k))
+		_, kept := c.near.load(k)
+		require.True(t, kept)
+		var err error
+		if op == "ClearAll" {
+			_, err = c.ClearAll(ctx)
+		} else {
+			_, err = c.InvalidatePrefix(ctx, "tasks:")
+		}
+		require.NoError(t, err)
+		_, kept = c.near.load(k)
+		assert.False(t, kept, "%s left a kept copy under its prefix", op)
 	}
 }

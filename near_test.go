@@ -417,18 +417,24 @@ func TestGenerationsRefreshIsConstant(t *testing.T) {
 	a, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "many", GenerationTTL: ttl})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = a.Close() })
-	const namespaces = 3000
-	for i := range namespaces {
-		_, err := a.InvalidateNamespace(ctx, rediscache.Namespace(fmt.Sprint("ns", i)))
-		require.NoError(t, err)
+	const namespaces = 20_000
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := w; i < namespaces; i += 8 {
+				_, err := a.InvalidateNamespace(ctx, rediscache.Namespace(fmt.Sprint("ns", i)))
+				assert.NoError(t, err)
+			}
+		})
 	}
+	wg.Wait()
 	b, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "many", GenerationTTL: ttl})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = b.Close() })
-	want, err := a.Generation(ctx, "ns2999")
+	want, err := a.Generation(ctx, "ns19999")
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { // the first read: the whole hash, in pages
-		g, err := b.Generation(ctx, "ns2999")
+		g, err := b.Generation(ctx, "ns19999")
 		return err == nil && g == want
 	}, 5*time.Second, 10*time.Millisecond)
 

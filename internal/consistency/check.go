@@ -144,6 +144,25 @@ func (r Report) String() string {
 // but count like the others. Check
 // costs O((W + R) log W) for W writes and R reads.
 func Check(h History, lag time.Duration) Report {
+	return CheckLags(h, Lags{Namespace: lag})
+}
+
+// Lags are the bounds within which some writes need not be seen yet.
+type Lags struct {
+	// Namespace is the lag of Lagged writes (namespace invalidations) for
+	// the Clients that did not make them.
+	Namespace time.Duration
+	// Near is, by Client, how late that Client may see the writes of other
+	// Clients (a near cache's invalidation bound); never its own.
+	Near map[int]time.Duration
+}
+
+// CheckLags is [Check] with a near-cache lag for some Clients: a read by
+// Client c is bound by another Client's write only from its Returned +
+// Near[c] (+ Namespace for a Lagged write, whichever is larger), and by
+// c's own writes from their Returned.
+func CheckLags(h History, lags Lags) Report {
+	lag := lags.Namespace
 	rep := Report{Ops: len(h.Writes) + len(h.Reads), Writes: len(h.Writes), Reads: len(h.Reads)}
 	idx := make(map[string]*keyIndex)
 	for i := range h.Writes {
@@ -171,7 +190,7 @@ func Check(h History, lag time.Duration) Report {
 			continue
 		}
 		rep.Checked++
-		if v, bad := checkRead(idx[r.Key], r); bad {
+		if v, bad := checkRead(idx[r.Key], r, lags.Near[r.Client], lag); bad {
 			rep.Violations = append(rep.Violations, v)
 			if v.Kind == Stale {
 				rep.WorstStaleness = max(rep.WorstStaleness, v.Staleness)
@@ -186,8 +205,9 @@ func Check(h History, lag time.Duration) Report {
 }
 
 // checkRead checks one read that returned a value; k is nil for a key
-// never written.
-func checkRead(k *keyIndex, r Read) (Violation, bool) {
+// never written. near is the reading Client's near-cache lag, lag the
+// namespace lag.
+func checkRead(k *keyIndex, r Read, near, lag time.Duration) (Violation, bool) {
 	v := Violation{Key: r.Key, Got: r.Version, ReadStart: r.Start, Read: r}
 	if r.ValueKey != "" && r.ValueKey != r.Key {
 		v.Kind = WrongKey
@@ -207,16 +227,30 @@ func checkRead(k *keyIndex, r Read) (Violation, bool) {
 		return v, false
 	}
 	var first *Write
-	for _, tl := range [...]*timeline{&k.all, &k.lagged, k.own[r.Client]} {
+	check := func(tl *timeline, shift time.Duration) {
 		if tl == nil {
-			continue
+			return
 		}
-		want, w := tl.binding(r.Start, r.Version)
+		want, w := tl.binding(r.Start-shift, r.Version)
 		v.Want = max(v.Want, want)
 		if w != nil && (first == nil || w.Returned < first.Returned) {
 			first = w
 		}
 	}
+	if near == 0 {
+		check(&k.all, 0)
+		check(&k.lagged, 0)
+	} else {
+		for c, tl := range k.byClient {
+			if c == r.Client {
+				check(tl, 0)
+			} else {
+				check(tl, near)
+			}
+		}
+		check(&k.lagged, max(0, near-lag)) // already bound from Returned+lag
+	}
+	check(k.own[r.Client], 0)
 	if first == nil {
 		return v, false
 	}
@@ -230,11 +264,12 @@ func checkRead(k *keyIndex, r Read) (Violation, bool) {
 
 // keyIndex holds one key's confirmed writes, by the time they bind.
 type keyIndex struct {
-	all     timeline                // non-lagged writes, binding from Returned
-	lagged  timeline                // lagged writes, binding from Returned+lag
-	own     map[int]*timeline       // lagged writes by Client, binding on it from Returned
-	began   map[int64]time.Duration // every write's Began, by version
-	windows                         // of the lagged writes
+	all      timeline                // non-lagged writes, binding from Returned
+	byClient map[int]*timeline       // the same, by writing Client
+	lagged   timeline                // lagged writes, binding from Returned+lag
+	own      map[int]*timeline       // lagged writes by Client, binding on it from Returned
+	began    map[int64]time.Duration // every write's Began, by version
+	windows                          // of the lagged writes
 }
 
 func (k *keyIndex) add(w *Write, lag time.Duration) {
@@ -249,6 +284,15 @@ func (k *keyIndex) add(w *Write, lag time.Duration) {
 	}
 	if !w.Lagged {
 		k.all.add(w.Returned, w)
+		if k.byClient == nil {
+			k.byClient = make(map[int]*timeline)
+		}
+		tl := k.byClient[w.Client]
+		if tl == nil {
+			tl = &timeline{}
+			k.byClient[w.Client] = tl
+		}
+		tl.add(w.Returned, w)
 		return
 	}
 	k.lagged.add(w.Returned+lag, w)
@@ -266,6 +310,9 @@ func (k *keyIndex) add(w *Write, lag time.Duration) {
 func (k *keyIndex) seal() {
 	k.windows.seal()
 	k.all.seal()
+	for _, tl := range k.byClient {
+		tl.seal()
+	}
 	k.lagged.seal()
 	for _, tl := range k.own {
 		tl.seal()

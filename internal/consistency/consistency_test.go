@@ -206,6 +206,40 @@ func TestCheck(t *testing.T) {
 	}
 }
 
+// A near-cache Client may see other Clients' writes late, by its near lag,
+// but never its own.
+func TestCheckLagsNear(t *testing.T) {
+	t.Parallel()
+	const near = 50 * ms
+	by := func(w Write, c int) Write {
+		w.Client = c
+		return w
+	}
+	tests := []struct {
+		name  string
+		write Write
+		read  Read
+		stale bool
+	}{
+		{"another Client's write, within the near lag", by(del("a", 1, 10, 20), 1), got("a", 0, 0, 60, 61), false},
+		{"another Client's write, past the near lag", by(del("a", 1, 10, 20), 1), got("a", 0, 0, 71, 72), true},
+		{"its own write, at once", by(del("a", 1, 10, 20), 0), got("a", 0, 0, 21, 22), true},
+		{"a Client without a near lag", by(del("a", 1, 10, 20), 1), got("a", 2, 0, 21, 22), true},
+		{"a lagged write by another Client: the larger lag", func() Write {
+			w := by(del("a", 1, 10, 20), 1)
+			w.Lagged = true
+			return w
+		}(), got("a", 0, 0, 90, 91), false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			rep := CheckLags(History{Writes: []Write{tc.write}, Reads: []Read{tc.read}},
+				Lags{Namespace: 100 * ms, Near: map[int]time.Duration{0: near}})
+			assert.Equal(t, tc.stale, rep.Count(Stale) == 1, "stale: %v", rep.Violations)
+		})
+	}
+}
+
 func TestCheckViolationDetails(t *testing.T) {
 	t.Parallel()
 	w := Write{Key: "a", Version: 2, Client: 3, Op: "SetMany", Began: 10 * ms, Returned: 20 * ms, Confirmed: true}
