@@ -136,7 +136,7 @@ type consHarness struct {
 	rec     *consistency.Recorder
 	specs   []consSpec // of clients
 	clients []*rediscache.Client
-	flaky   atomic.Bool // the flaky Client's generations are unreadable
+	flaky   atomic.Bool  // the flaky Client's generations are unreadable
 	keys    []string     // namespace by namespace
 	locks   []sync.Mutex // by key index: writers of a key take turns
 	ctx     context.Context
