@@ -96,3 +96,34 @@ func BenchmarkGetManyOrLoadMiss(b *testing.B) {
 	runPaired(b, "raw", rawMany, "GetManyOrLoad", many)
 	runNamed(b, []namedOp{{"GetManyOrLoad", many}})
 }
+
+// BenchmarkLocalCacheHit measures a typed Get and a GetOrLoad hit answered
+// by the near cache (Options.LocalCache): no round trip, no decode.
+func BenchmarkLocalCacheHit(b *testing.B) {
+	ctx := context.Background()
+	c, err := rediscache.New(&rediscache.Options{Addrs: []string{benchAddr(b)}, Prefix: "benchnear", LocalCache: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	if err := rediscache.Set(ctx, c, "task", benchValue, rediscache.TTLDay); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := rediscache.GetOrLoad(ctx, c, "loaded", rediscache.TTLDay, loadBenchTask); err != nil {
+		b.Fatal(err)
+	}
+	get := func() error {
+		v, err := rediscache.Get[benchTask](ctx, c, "task")
+		benchSink = v
+		return err
+	}
+	getOrLoad := func() error {
+		v, err := rediscache.GetOrLoad(ctx, c, "loaded", rediscache.TTLDay, loadBenchTask)
+		benchSink = v
+		return err
+	}
+	for range 3 { // kept now
+		_, _ = get(), getOrLoad()
+	}
+	runNamed(b, []namedOp{{"Get", get}, {"GetOrLoad", getOrLoad}})
+}

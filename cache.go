@@ -116,6 +116,9 @@ func New(opt *Options) (*Client, error) {
 	if o.HealthCheckInterval > 0 {
 		c.bg.goRun(c.monitorHealth)
 	}
+	if c.near != nil {
+		c.bg.goRun(func() { c.near.tick(c.bg.ctx) })
+	}
 	return c, nil
 }
 
@@ -545,7 +548,7 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 		var zero T
 		return zero, opErr("get", key, err)
 	}
-	if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && ent.env.gen == gen {
+	if ent, ok := c.near.load(k); ok && !ent.negative && ent.liveAt(c.near.now()) && ent.env.gen == gen {
 		if v, ok := ent.v.(T); ok {
 			c.ctr.hit(key)
 			return v, nil

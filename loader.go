@@ -93,7 +93,7 @@ func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl 
 	if err := c.ready(ctx); err != nil {
 		return zero, 0, opErr(opGetOrLoad, key, err)
 	}
-	lc := &loadCall[T]{c: c, key: key, ttl: ttl, load: load}
+	lc := loadCall[T]{c: c, key: key, ttl: ttl, load: load} // on the stack: a hit allocates nothing for it
 	v, src, err, again := lc.answer(ctx, false)
 	if again {
 		// The shared load we joined is older than we are, and an
@@ -115,6 +115,13 @@ type loadCall[T any] struct {
 	gen  uint64 // the namespace generation entries must carry, and stores are stamped with
 	ttl  time.Duration
 	load func(context.Context) (T, error)
+}
+
+// heap returns a copy of lc for a goroutine, so that lc itself stays on
+// its caller's stack.
+func (lc *loadCall[T]) heap() *loadCall[T] {
+	cp := *lc
+	return &cp
 }
 
 // loaded is a shared load's value as its flight hands it out.
@@ -141,7 +148,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 	}
 	var m nearMark
 	if c.near != nil {
-		if ent, ok := c.near.load(lc.k); ok && ent.live() && ent.env.gen == lc.gen {
+		if ent, ok := c.near.load(lc.k); ok && ent.liveAt(c.near.now()) && ent.env.gen == lc.gen {
 			// A value kept as another type is read from Redis instead.
 			if kept, isT := ent.v.(T); isT || ent.negative {
 				v, src, err = lc.hit(kept, ent.env, ent.negative)
@@ -153,18 +160,21 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 	b, err := c.get(ctx, lc.k)
 	switch {
 	case err == nil:
-		e, _, derr := c.decodeStored(b, &v, lc.gen)
+		// Declared here: decoding into it moves it to the heap, which a
+		// near hit need not pay for.
+		var dv T
+		e, _, derr := c.decodeStored(b, &dv, lc.gen)
 		switch {
 		case derr == nil || derr == errNegative:
 			negative := derr == errNegative
 			if c.near != nil {
 				var kept any
 				if !negative {
-					kept = v
+					kept = dv
 				}
 				c.near.store(lc.k, c.nearEntryOf(e, kept), m)
 			}
-			v, src, err = lc.hit(v, e, negative)
+			v, src, err = lc.hit(dv, e, negative)
 			return v, src, err, false
 		case derr == errLeaseOnly || derr == errOldGeneration:
 			c.ctr.miss(lc.key) // another load is filling it, or InvalidateNamespace left it behind
@@ -222,7 +232,7 @@ func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
 	if e.freshUntil == 0 {
 		return v, SourceHit, nil
 	}
-	now := time.Now().UnixMilli()
+	now := c.nowMs()
 	if now >= e.freshUntil {
 		c.ctr.staleServed.Add(1)
 		lc.refresh(e)
@@ -298,6 +308,7 @@ func (lc *loadCall[T]) shared(ctx context.Context, flightKey string, mode loadMo
 func (lc *loadCall[T]) start(ctx context.Context, flightKey string, f *flight, mode loadMode) bool {
 	c := lc.c
 	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), f.deadline)
+	l := lc.heap() // the goroutine's own: lc stays on its caller's stack
 	started := c.bg.goRun(func() {
 		defer cancel()
 		stop := context.AfterFunc(c.bg.ctx, cancel)
@@ -311,11 +322,11 @@ func (lc *loadCall[T]) start(ctx context.Context, flightKey string, f *flight, m
 		}()
 		if mode == modeFallback {
 			cert := f.mark()
-			v, _, err := callLoader(lctx, c, lc.load)
+			v, _, err := callLoader(lctx, c, l.load)
 			o = outcome{val: loaded[T]{v}, src: SourceFallback, err: err, cert: cert}
 			return
 		}
-		o = lc.fly(lctx, f)
+		o = l.fly(lctx, f)
 	})
 	if !started {
 		cancel()
@@ -595,10 +606,10 @@ func (c *Client) releaseLease(ctx context.Context, k, lease string) {
 // the loader runs, so a load slower than LockTTL still holds the key when
 // it stores; the returned func stops it.
 func (lc *loadCall[T]) keepLease(lease string) (stop func()) {
-	c := lc.c
+	c, k := lc.c, lc.k
 	ttl := c.leaseTTL()
 	return c.every(ttl/2, func(ctx context.Context) bool {
-		n, err := runScript(ctx, c.one, casPExpireScript, []string{lc.k}, lease, pxArg(ttl))
+		n, err := runScript(ctx, c.one, casPExpireScript, []string{k}, lease, pxArg(ttl))
 		return err == nil && n == 1
 	})
 }
@@ -614,6 +625,7 @@ func (lc *loadCall[T]) refresh(e envelope) bool {
 	if c.flight.get(flightKey) != nil {
 		return false
 	}
+	l := lc.heap() // the goroutine's own: lc stays on its caller's stack
 	return c.bg.tryGo(func() {
 		f, _, lead := c.flight.join(flightKey, c.opt.LoadTimeout)
 		if !lead {
@@ -622,7 +634,7 @@ func (lc *loadCall[T]) refresh(e envelope) bool {
 		defer c.flight.finish(flightKey, f, nil, 0, nil, 0)
 		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
 		defer cancel()
-		lc.refreshNow(ctx, e.header())
+		l.refreshNow(ctx, e.header())
 	})
 }
 

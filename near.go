@@ -1,6 +1,7 @@
 package rediscache
 
 import (
+	"context"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,27 @@ type nearCache struct {
 	// ttl is Options.LocalCacheTTL in ms: how long a kept value is used at
 	// most (0: no bound).
 	ttl int64
+	// clock is the Unix time in ms, advanced every millisecond by tick: a
+	// hit checks expiry against it instead of reading the system clock,
+	// which costs more than the rest of a hit.
+	clock atomic.Int64
+}
+
+// now returns the near cache's clock, in Unix ms.
+func (n *nearCache) now() int64 { return n.clock.Load() }
+
+// tick advances the clock every millisecond until ctx ends.
+func (n *nearCache) tick(ctx context.Context) {
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.clock.Store(time.Now().UnixMilli())
+		}
+	}
 }
 
 // nearDrainInterval is how often go-redis reads the invalidations waiting
@@ -73,12 +95,14 @@ var _ redis.Cache = (*nearCache)(nil)
 
 func newNearCache(entries int, ttl time.Duration, db int, username string) *nearCache {
 	ttl = max(ttl, 0) // -1: no bound
-	return &nearCache{
+	n := &nearCache{
 		Cache: redis.NewLocalCache(redis.CacheConfig{MaxEntries: entries, MaxStaleness: ttl}),
 		max:   int64(entries),
 		ttl:   ttl.Milliseconds(),
 		ns:    strconv.Itoa(db) + "\x00" + strconv.Itoa(len(username)) + ":" + username + "\x00",
 	}
+	n.clock.Store(time.Now().UnixMilli())
+	return n
 }
 
 // nearEntry is a decoded value the near cache keeps, with the envelope
@@ -107,7 +131,7 @@ func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
 	}
 	defer func() {
 		if c.near.ttl > 0 {
-			bound := time.Now().UnixMilli() + c.near.ttl
+			bound := c.near.now() + c.near.ttl
 			if ent.expires == 0 || bound < ent.expires {
 				ent.expires = bound
 			}
@@ -128,10 +152,9 @@ func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
 	return ent
 }
 
-// live reports whether the entry may still be used; it reads the clock
-// only when the entry has an expiry.
-func (e *nearEntry) live() bool {
-	return e.expires == 0 || time.Now().UnixMilli() < e.expires
+// liveAt reports whether the entry may still be used at now (Unix ms).
+func (e *nearEntry) liveAt(now int64) bool {
+	return e.expires == 0 || now < e.expires
 }
 
 // load returns the entry kept for stored key k.
@@ -185,7 +208,7 @@ func (c *Client) nearMany(b *batch, take func(i int, ent *nearEntry) bool) (*bat
 	rest := &batch{c: c, op: b.op, quiet: b.quiet}
 	var idx []int
 	for i, k := range b.ks {
-		if ent, ok := c.near.load(k); ok && !ent.negative && ent.live() && take(i, ent) {
+		if ent, ok := c.near.load(k); ok && !ent.negative && ent.liveAt(c.near.now()) && take(i, ent) {
 			if !b.quiet {
 				c.ctr.hit(b.keys[i])
 			}
@@ -276,5 +299,14 @@ func (n *nearCache) Flush() int {
 // is past the TTL its envelope records (Redis's notice of the expiry may
 // be late); always false without LocalCache.
 func (c *Client) nearExpired(e envelope) bool {
-	return c.near != nil && e.expires != 0 && time.Now().UnixMilli() >= e.expires
+	return c.near != nil && e.expires != 0 && c.near.now() >= e.expires
+}
+
+// nowMs is the Unix time in ms: the near cache's clock with LocalCache,
+// else the system clock.
+func (c *Client) nowMs() int64 {
+	if c.near != nil {
+		return c.near.now()
+	}
+	return time.Now().UnixMilli()
 }

@@ -13,8 +13,8 @@ import (
 func TestNearEntryExpiry(t *testing.T) {
 	now := time.Now().UnixMilli()
 	opt := Options{NegativeTTL: 30 * time.Second, StaleTTL: time.Minute}
-	unbounded := &Client{opt: opt, near: &nearCache{}}
-	bounded := &Client{opt: opt, near: &nearCache{ttl: 1000}}
+	unbounded := &Client{opt: opt, near: newNearCache(10, -1, 0, "")}
+	bounded := &Client{opt: opt, near: newNearCache(10, time.Second, 0, "")}
 	for _, tc := range []struct {
 		name     string
 		c        *Client
@@ -44,7 +44,7 @@ func TestNearEntryExpiry(t *testing.T) {
 			}
 			assert.Equal(t, tc.negative, ent.negative)
 			assert.Equal(t, tc.negative, ent.v == nil)
-			assert.Equal(t, tc.live, ent.live())
+			assert.Equal(t, tc.live, ent.liveAt(time.Now().UnixMilli()))
 		})
 	}
 }
