@@ -1,6 +1,7 @@
 package rediscache
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -551,7 +552,11 @@ func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bum
 // decode: [ErrCorruptValue]), GetMany returns the values it did read
 // together with a [*BatchError] naming the failed keys; every key is then
 // either in the map, a miss, or in BatchError.Failed.
-func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T, error) {
+func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallOption) (map[string]T, error) {
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return nil, opErr("getmany", "", err)
+	}
 	b, err := c.newBatch(ctx, "getmany", keys)
 	if err != nil {
 		return nil, err
@@ -559,24 +564,25 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 	if len(keys) == 0 {
 		return map[string]T{}, nil
 	}
-	gens, genErrs := c.expectAll(ctx, keys)
-	vals := make([]T, len(keys))
-	ok := make([]bool, len(keys))
+	g := &getMany[T]{c: c, b: b, vals: make([]T, len(keys)), found: make([]bool, len(keys)), envs: make([]envelope, len(keys))}
+	g.gens, g.genErrs = c.expectAll(ctx, keys)
+	b.quiet = true            // counted here, once the tags are checked
 	get, idx := b, []int(nil) // with LocalCache, get holds only the keys not kept locally: keys[idx[j]]
-	var marks []nearMark
 	if c.near != nil {
-		marks = make([]nearMark, len(keys))
+		g.marks = make([]nearMark, len(keys))
 		for i, k := range b.ks {
-			marks[i] = c.near.mark(k)
+			g.marks[i] = c.near.mark(k)
 		}
-		get, idx = c.nearMany(b, func(i int, ent *nearEntry) bool {
-			v, isT := ent.v.(T)
-			if isT && genErrs[i] == nil && ent.env.gen == gens[i] {
-				vals[i], ok[i] = v, true
-				return true
-			}
-			return false
-		})
+		get, idx = c.nearMany(b, g.takeKept)
+	}
+	// With WithTags, the tags' versions are read beside the entries.
+	var prefetch chan tagVersions
+	if len(o.tags) > 0 && c.near == nil {
+		prefetch = make(chan tagVersions, 1)
+		go func() {
+			vers, _ := c.readTagVersions(ctx, o.tags)
+			prefetch <- vers
+		}()
 	}
 	if len(get.keys) > 0 {
 		get.get(ctx, func(j int, p []byte) error {
@@ -584,48 +590,156 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 			if idx != nil {
 				i = idx[j]
 			}
-			if genErrs[i] != nil {
-				return genErrs[i]
-			}
-			if c.near != nil && c.nearStale(p) {
-				// Bytes from the near cache that may be past their end.
-				fresh, err := c.getFresh(ctx, b.ks[i])
-				switch {
-				case errors.Is(err, redis.Nil):
-					return errLeaseOnly // a miss
-				case err != nil:
-					return err
-				}
-				p = fresh
-			}
-			e, _, err := c.decodeStored(p, &vals[i], gens[i])
-			if err != nil {
-				return err
-			}
-			ok[i] = true
-			if c.near != nil {
-				c.near.store(b.ks[i], c.nearEntryOf(e, vals[i]), marks[i])
-			}
-			return nil
+			return g.decode(ctx, i, p)
 		})
 	}
-	n := 0
-	for _, found := range ok {
-		if found {
-			n++
+	var known tagVersions
+	if prefetch != nil {
+		known = <-prefetch
+	}
+	terr := g.checkTags(ctx, known)
+	g.count(get)
+	m := make(map[string]T)
+	for i, ok := range g.found {
+		if ok {
+			m[keys[i]] = g.vals[i]
 		}
 	}
-	m := make(map[string]T, n)
-	for i, found := range ok {
-		if found {
-			m[keys[i]] = vals[i]
-		}
-	}
-	err = get.err()
+	err = errors.Join(get.err(), terr)
 	if be, isBatch := err.(*BatchError); isBatch {
 		be.Total = len(keys) // not only those sent
 	}
 	return m, err
+}
+
+// getMany is one GetMany call: what it has read so far.
+type getMany[T any] struct {
+	c       *Client
+	b       *batch
+	gens    []uint64
+	genErrs []error
+	marks   []nearMark
+	vals    []T
+	found   []bool
+	envs    []envelope // of found entries that carry tags: checked by checkTags
+	fresh   []int      // found entries read from Redis, to keep in the near cache
+}
+
+// takeKept takes the kept value of key i, if it is a T of the current
+// generation.
+func (g *getMany[T]) takeKept(i int, ent *nearEntry) bool {
+	v, isT := ent.v.(T)
+	if isT && g.genErrs[i] == nil && ent.env.gen == g.gens[i] {
+		g.vals[i], g.found[i] = v, true
+		g.envs[i] = ent.env
+		return true
+	}
+	return false
+}
+
+// decode decodes the stored bytes p of key i.
+func (g *getMany[T]) decode(ctx context.Context, i int, p []byte) error {
+	c := g.c
+	if g.genErrs[i] != nil {
+		return g.genErrs[i]
+	}
+	if c.near != nil && c.nearStale(p) {
+		// Bytes from the near cache that may be past their end.
+		fresh, err := c.getFresh(ctx, g.b.ks[i])
+		switch {
+		case errors.Is(err, redis.Nil):
+			return nil // a miss
+		case err != nil:
+			return err
+		}
+		p = fresh
+	}
+	e, _, err := c.decodeStored(p, &g.vals[i], g.gens[i])
+	switch {
+	case err == errNegative || err == errLeaseOnly || err == errOldGeneration:
+		return nil // a miss here
+	case err != nil:
+		return err
+	}
+	g.found[i], g.envs[i] = true, e
+	if c.near != nil {
+		g.envs[i].tags = bytes.Clone(e.tags)
+		g.fresh = append(g.fresh, i)
+	}
+	return nil
+}
+
+// checkTags drops the found entries one of whose tags was invalidated,
+// reading the versions not in known in one round trip, then keeps the
+// entries read from Redis in the near cache.
+func (g *getMany[T]) checkTags(ctx context.Context, known tagVersions) error {
+	var need []string
+	seen := map[string]bool{}
+	for i, ok := range g.found {
+		if !ok {
+			continue
+		}
+		eachTag(g.envs[i].tags, func(t []byte, _ uint64) bool {
+			if _, have := known[string(t)]; !have && !seen[string(t)] {
+				seen[string(t)] = true
+				need = append(need, string(t))
+			}
+			return true
+		})
+	}
+	var err error
+	if len(need) > 0 {
+		var got tagVersions
+		if got, err = g.c.readTagVersions(ctx, need); err == nil {
+			if known == nil {
+				known = got
+			} else {
+				for t, v := range got {
+					known[t] = v
+				}
+			}
+		}
+	}
+	for i, ok := range g.found {
+		if !ok || len(g.envs[i].tags) == 0 {
+			continue
+		}
+		if err != nil { // unknown: not trusted
+			g.found[i] = false
+			continue
+		}
+		if current, _ := g.c.tagsCurrent(ctx, g.envs[i], known); !current {
+			g.found[i] = false
+		}
+	}
+	if err != nil {
+		err = opErr("getmany", "", err)
+	}
+	if g.c.near != nil {
+		for _, i := range g.fresh {
+			if g.found[i] {
+				g.c.near.store(g.b.ks[i], g.c.nearEntryOf(g.envs[i], g.vals[i]), g.marks[i])
+			}
+		}
+	}
+	return err
+}
+
+// count counts each key once: a hit, a miss, or (in get's BatchError) an
+// error.
+func (g *getMany[T]) count(get *batch) {
+	failed := map[string]bool{}
+	for _, f := range get.failed {
+		failed[get.keys[f.i]] = true
+	}
+	for i, key := range g.b.keys {
+		switch {
+		case g.found[i]:
+			g.c.ctr.hit(key)
+		case !failed[key]:
+			g.c.ctr.miss(key)
+		}
+	}
 }
 
 // SetMany stores every item for ttl, pipelining SET key value PX ttl (one
@@ -641,7 +755,11 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string) (map[string]T
 // An empty items writes nothing and returns nil. When some writes fail, the
 // others are kept and SetMany returns a [*BatchError] naming the failed
 // keys.
-func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time.Duration) error {
+func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time.Duration, opts ...CallOption) error {
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return opErr("setmany", "", err)
+	}
 	keys, b, err := newSetBatch(ctx, c, "setmany", items, ttl)
 	if err != nil || b == nil {
 		return err
@@ -650,12 +768,21 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 	if err != nil {
 		return err
 	}
-	vals := make([][]byte, len(keys))
-	gens, _ := c.expectAll(ctx, keys) // unknown: 0, an entry nobody reads (it still replaces the old one)
+	payloads := make([][]byte, len(keys))
 	for i, key := range keys {
-		if vals[i], err = c.encode(gens[i], items[key], ttls[i]); err != nil {
+		if payloads[i], err = c.marshal(items[key], o.tags); err != nil {
 			return opErr("setmany", key, err)
 		}
+	}
+	vers, err := c.writeTagVersions(ctx, o.tags)
+	if err != nil {
+		c.ctr.fail("")
+		return opErr("setmany", "", err)
+	}
+	gens, _ := c.expectAll(ctx, keys) // unknown: 0, an entry nobody reads (it still replaces the old one)
+	vals := make([][]byte, len(keys))
+	for i := range keys {
+		vals[i] = seal(payloads[i], gens[i], ttls[i], o.tags, vers)
 	}
 	return c.setBatch(ctx, b, vals, ttls)
 }

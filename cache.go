@@ -224,15 +224,24 @@ func (c *Client) storageKey(key string) (string, error) {
 // [*OpError] wrapping [ErrInvalidKey], [ErrInvalidValue] (bad dst),
 // [ErrCorruptValue] (bytes that cannot be decoded into dst), [ErrClosed], or
 // the Redis error after retries.
-func (c *Client) Get(ctx context.Context, key string, dst any) error {
+//
+// An entry written with tags is a miss once one of them was invalidated;
+// [WithTags] on the read names the tags expected, so their versions are
+// read in the same round trip as the entry (else an entry with tags costs
+// one more).
+func (c *Client) Get(ctx context.Context, key string, dst any, opts ...CallOption) error {
 	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return opErr("get", key, errBadDst)
+	}
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return opErr("get", key, err)
 	}
 	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, dst, gen)
+	_, err = c.getInto(ctx, key, k, dst, gen, o.tags)
 	return err
 }
 
@@ -253,16 +262,32 @@ func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, e
 
 // getInto reads stored key k (of logical key) into dst and counts the
 // outcome; the call was already prepared, and the entry must be of
-// generation gen. It returns the envelope the value came in (zero for a
-// counter).
-func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64) (envelope, error) {
-	b, err := c.getBytes(ctx, "get", key, k)
-	if err != nil {
-		return envelope{}, err
+// generation gen and current for its tags (tags: those the call expects,
+// whose versions are read with the entry). It returns the envelope the
+// value came in (zero for a counter).
+func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64, tags []string) (envelope, error) {
+	b, known, err := c.getTagged(ctx, k, tags)
+	switch {
+	case errors.Is(err, redis.Nil):
+		c.ctr.miss(key)
+		return envelope{}, ErrCacheMiss
+	case err != nil:
+		c.ctr.fail(key)
+		return envelope{}, opErr("get", key, err)
 	}
 	e, _, err := c.decodeStored(b, dst, gen)
+	if err == nil && len(e.tags) > 0 {
+		current, terr := c.tagsCurrent(ctx, e, known)
+		switch {
+		case terr != nil:
+			c.ctr.fail(key)
+			return e, opErr("get", key, terr)
+		case !current:
+			err = errTagged
+		}
+	}
 	if err != nil {
-		if err == errNegative || err == errLeaseOnly || err == errOldGeneration {
+		if err == errNegative || err == errLeaseOnly || err == errOldGeneration || err == errTagged {
 			c.ctr.miss(key)
 			return e, ErrCacheMiss
 		}
@@ -271,6 +296,50 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64
 	}
 	c.ctr.hit(key)
 	return e, nil
+}
+
+// getTagged is get, with the versions of tags read in the same round trip
+// (with LocalCache they are read through the near cache instead, when the
+// entry turns out to need them).
+func (c *Client) getTagged(ctx context.Context, k string, tags []string) ([]byte, tagVersions, error) {
+	if len(tags) == 0 || c.near != nil {
+		b, err := c.get(ctx, k)
+		return b, nil, err
+	}
+	type result struct {
+		b    []byte
+		vers tagVersions
+	}
+	read := func(ctx context.Context) (result, error) {
+		pipe := c.read.Pipeline()
+		get := pipe.Get(ctx, k)
+		cmds := make([]*redis.StringCmd, len(tags))
+		for i, t := range tags {
+			cmds[i] = pipe.Get(ctx, c.tagKey(t))
+		}
+		_, _ = pipe.Exec(ctx)
+		var r result
+		r.vers = make(tagVersions, len(tags))
+		for i, cmd := range cmds {
+			v, err := cmd.Uint64()
+			switch {
+			case err == nil:
+				r.vers[tags[i]] = v
+			case !errors.Is(err, redis.Nil):
+				return r, err
+			}
+		}
+		b, err := get.Bytes()
+		r.b = b
+		return r, err
+	}
+	start := mono()
+	r, err := read(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		r, err = retry(ctx, c, idempotent, r, err, read)
+	}
+	c.observeOp(opGet, k, start, err)
+	return r.b, r.vers, err
 }
 
 // get runs GET on stored key k, with retries, and records the round trip.
@@ -331,9 +400,9 @@ func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error
 	}
 }
 
-// encode validates and encodes a value into a stored envelope of
-// generation gen, to be stored for ttl.
-func (c *Client) encode(gen uint64, value any, ttl time.Duration) ([]byte, error) {
+// marshal validates and encodes a value's payload, checking that its
+// envelope with tags tags fits MaxValueSize.
+func (c *Client) marshal(value any, tags []string) ([]byte, error) {
 	if value == nil {
 		return nil, errNilValue
 	}
@@ -344,11 +413,21 @@ func (c *Client) encode(gen uint64, value any, ttl time.Duration) ([]byte, error
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidValue, err)
 	}
-	if c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, len(p)+envHeaderSize, c.opt.MaxValueSize)
+	if n := envHeaderSize + tagsSize(tags) + len(p); c.opt.MaxValueSize > 0 && n > c.opt.MaxValueSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, c.opt.MaxValueSize)
 	}
+	return p, nil
+}
+
+// seal returns the stored envelope of payload p, of generation gen, stored
+// for ttl, tagged with tags at versions vers.
+func seal(p []byte, gen uint64, ttl time.Duration, tags []string, vers tagVersions) []byte {
 	now := time.Now()
-	return encodeEnvelope(envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}), nil
+	e := envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}
+	if len(tags) > 0 {
+		e.tags = appendTags(nil, tags, vers)
+	}
+	return encodeEnvelope(e)
 }
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
@@ -357,7 +436,15 @@ func (c *Client) encode(gen uint64, value any, ttl time.Duration) ([]byte, error
 // written: errors wrap [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue]
 // (nil or unencodable value), [ErrValueTooLarge], [ErrClosed], or the Redis
 // error after retries.
-func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Duration) error {
+//
+// [WithTags] tags the entry: [Client.InvalidateTags] of any of its tags
+// makes it a miss. A tagged Set costs one more round trip (the tags'
+// versions).
+func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Duration, opts ...CallOption) error {
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return opErr("set", key, err)
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return opErr("set", key, err)
@@ -365,11 +452,16 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return opErr("set", key, err)
 	}
-	b, err := c.encode(c.stampFor(ctx, key), value, ttl)
+	p, err := c.marshal(value, o.tags)
 	if err != nil {
 		return opErr("set", key, err)
 	}
-	return c.setBytes(ctx, "set", key, k, b, ttl)
+	vers, err := c.writeTagVersions(ctx, o.tags)
+	if err != nil {
+		c.ctr.fail(key)
+		return opErr("set", key, err)
+	}
+	return c.setBytes(ctx, "set", key, k, seal(p, c.stampFor(ctx, key), ttl, o.tags, vers), ttl)
 }
 
 // setBytes runs SET PX with retries and counts the outcome.
@@ -526,23 +618,28 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 
 // Get returns the value at key decoded as a T. It is [Client.Get] with a
 // typed result: a miss returns [ErrCacheMiss] and the zero T.
-func Get[T any](ctx context.Context, c *Client, key string) (T, error) {
-	if c.near != nil {
-		return nearGet[T](ctx, c, key)
-	}
+func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) (T, error) {
 	var v T
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return v, opErr("get", key, err)
+	}
+	if c.near != nil {
+		return nearGet[T](ctx, c, key, o.tags)
+	}
 	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return v, opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, &v, gen)
+	_, err = c.getInto(ctx, key, k, &v, gen, o.tags)
 	return v, err
 }
 
 // nearGet is Get with Options.LocalCache: a decoded value kept from an
 // earlier hit is returned as is (values holding slices, maps or pointers
-// are shared between callers: treat them as read-only).
-func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
+// are shared between callers: treat them as read-only), once its tags, if
+// it has any, are checked (through the near cache).
+func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (T, error) {
 	k, gen, err := c.prepareRead(ctx, key)
 	if err != nil {
 		var zero T
@@ -550,15 +647,23 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 	}
 	if ent, ok := c.near.load(k); ok && !ent.negative && ent.liveAt(c.near.now()) && ent.env.gen == gen {
 		if v, ok := ent.v.(T); ok {
-			c.ctr.hit(key)
-			return v, nil
+			current, err := c.tagsCurrent(ctx, ent.env, nil)
+			switch {
+			case err != nil:
+				c.ctr.fail(key)
+				var zero T
+				return zero, opErr("get", key, err)
+			case current:
+				c.ctr.hit(key)
+				return v, nil
+			}
 		}
 	}
 	// Declared here, not above: decoding into it moves it to the heap,
 	// which a hit need not pay for.
 	var v T
 	m := c.near.mark(k)
-	e, err := c.getInto(ctx, key, k, &v, gen)
+	e, err := c.getInto(ctx, key, k, &v, gen, tags)
 	if err != nil {
 		return v, err
 	}
@@ -567,6 +672,6 @@ func nearGet[T any](ctx context.Context, c *Client, key string) (T, error) {
 }
 
 // Set stores v at key for ttl. It is [Client.Set] with a typed value.
-func Set[T any](ctx context.Context, c *Client, key string, v T, ttl time.Duration) error {
-	return c.Set(ctx, key, v, ttl)
+func Set[T any](ctx context.Context, c *Client, key string, v T, ttl time.Duration, opts ...CallOption) error {
+	return c.Set(ctx, key, v, ttl, opts...)
 }

@@ -14,7 +14,8 @@ import (
 //	offset size  field
 //	0      1     format: 0xC2 (version 2); 0xC1 (version 1) is still read
 //	1      1     flags: bit 0 negative entry (a cached "not found"),
-//	             bit 1 lease (a placeholder of a load in progress; no payload);
+//	             bit 1 lease (a placeholder of a load in progress; no payload),
+//	             bit 2 tagged (a tags section follows the header);
 //	             other bits reserved, 0
 //	2      8     created: Unix milliseconds, big-endian int64
 //	10     8     fresh until: Unix milliseconds, big-endian int64; 0 = fresh until Redis expires it
@@ -24,7 +25,9 @@ import (
 //	             written (version 2 only; 0 with GenerationTTL -1)
 //	38     8     expires: Unix milliseconds when the key's TTL ends, as set
 //	             by its writer or Expire; 0 = unknown (version 2 only)
-//	46     n     payload: the Codec's bytes (22 in version 1)
+//	46     t     tags, when tagged: uvarint count (1 to MaxTags), then per tag
+//	             uvarint length, the tag, and its version (8 bytes) when written
+//	46+t   n     payload: the Codec's bytes (22 in version 1)
 //
 // The stamp makes every write's header unique, so a store guarded by the
 // header it expects (a load's lease, a refresh's read) is refused once
@@ -42,7 +45,8 @@ const (
 
 	flagNegative   = 1 << 0
 	flagLease      = 1 << 1
-	knownFlagsMask = flagNegative | flagLease
+	flagTagged     = 1 << 2
+	knownFlagsMask = flagNegative | flagLease | flagTagged
 )
 
 // envelope is the decoded header of a stored value; payload aliases the
@@ -56,6 +60,7 @@ type envelope struct {
 	stamp      uint64 // V2 only
 	gen        uint64 // V2 only: the namespace generation written under
 	expires    int64  // V2 only: Unix ms when the key's TTL ends; 0 = unknown
+	tags       []byte // the tags section when flagTagged (aliasing the stored bytes)
 	payload    []byte
 }
 
@@ -91,9 +96,13 @@ func (e envelope) appendHeader(dst []byte) []byte {
 // the start of the key.
 func (e envelope) header() string { return string(e.appendHeader(nil)) }
 
-// encodeEnvelope returns a new buffer holding header and payload.
+// encodeEnvelope returns a new buffer holding header, tags and payload.
 func encodeEnvelope(e envelope) []byte {
-	b := e.appendHeader(make([]byte, 0, e.headerSize()+len(e.payload)))
+	if len(e.tags) > 0 {
+		e.flags |= flagTagged
+	}
+	b := e.appendHeader(make([]byte, 0, e.headerSize()+len(e.tags)+len(e.payload)))
+	b = append(b, e.tags...)
 	return append(b, e.payload...)
 }
 
@@ -118,8 +127,14 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		e.expires = int64(binary.BigEndian.Uint64(b[38:]))
 	}
 	e.payload = b[n:]
+	if e.flags&flagTagged != 0 && e.format == envFormatV2 {
+		var err error
+		if e.tags, e.payload, err = splitTags(e.payload); err != nil {
+			return envelope{}, err
+		}
+	}
 	switch {
-	case e.flags&^knownFlagsMask != 0:
+	case e.flags&^knownFlagsMask != 0 || (e.flags&flagTagged != 0 && e.format != envFormatV2):
 		return envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorruptValue, e.flags)
 	case e.flags&flagLease != 0 && (e.format != envFormatV2 || e.flags != flagLease || e.gen != 0 || len(e.payload) != 0):
 		return envelope{}, fmt.Errorf("%w: malformed lease", ErrCorruptValue)

@@ -68,8 +68,13 @@ func (s Source) String() string {
 // [ErrClosed] (also for a load Close cancels), [ErrNilContext], ctx.Err()
 // when ctx ends first, an error wrapping [context.DeadlineExceeded] when the
 // load outlives LoadTimeout, or the loader's error.
-func GetOrLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, error) {
-	v, _, err := GetOrLoadWithSource(ctx, c, key, ttl, load)
+//
+// [WithTags] tags the entry it stores (and names the tags expected on a
+// hit, so their versions are read in the same round trip): after
+// [Client.InvalidateTags] of any of them the entry is a miss, and a load
+// that began before the invalidation never stores one that reads as valid.
+func GetOrLoad[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error), opts ...CallOption) (T, error) {
+	v, _, err := GetOrLoadWithSource(ctx, c, key, ttl, load, opts...)
 	return v, err
 }
 
@@ -81,19 +86,22 @@ var (
 
 // GetOrLoadWithSource is [GetOrLoad] that also reports where the answer
 // came from, for per-call logging or metrics.
-func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error)) (T, Source, error) {
+func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error), opts ...CallOption) (T, Source, error) {
 	var zero T
 	if load == nil {
 		return zero, 0, opErr(opGetOrLoad, key, errNilLoader)
 	}
-	ttl, err := c.ttl(key, ttl)
+	o, err := parseCallOptions(opts)
 	if err != nil {
+		return zero, 0, opErr(opGetOrLoad, key, err)
+	}
+	if ttl, err = c.ttl(key, ttl); err != nil {
 		return zero, 0, opErr(opGetOrLoad, key, err)
 	}
 	if err := c.ready(ctx); err != nil {
 		return zero, 0, opErr(opGetOrLoad, key, err)
 	}
-	lc := loadCall[T]{c: c, key: key, ttl: ttl, load: load} // on the stack: a hit allocates nothing for it
+	lc := loadCall[T]{c: c, key: key, ttl: ttl, load: load, tags: o.tags} // on the stack: a hit allocates nothing for it
 	v, src, err, again := lc.answer(ctx, false)
 	if again {
 		// The shared load we joined is older than we are, and an
@@ -115,6 +123,7 @@ type loadCall[T any] struct {
 	gen  uint64 // the namespace generation entries must carry, and stores are stamped with
 	ttl  time.Duration
 	load func(context.Context) (T, error)
+	tags []string // WithTags: what stores are tagged with
 }
 
 // heap returns a copy of lc for a goroutine, so that lc itself stays on
@@ -151,19 +160,35 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		if ent, ok := c.near.load(lc.k); ok && ent.liveAt(c.near.now()) && ent.env.gen == lc.gen {
 			// A value kept as another type is read from Redis instead.
 			if kept, isT := ent.v.(T); isT || ent.negative {
-				v, src, err = lc.hit(kept, ent.env, ent.negative)
-				return v, src, err, false
+				current, terr := c.tagsCurrent(ctx, ent.env, nil)
+				if terr != nil {
+					return lc.fallback(ctx, retried)
+				}
+				if current {
+					v, src, err = lc.hit(kept, ent.env, ent.negative)
+					return v, src, err, false
+				}
 			}
 		}
 		m = c.near.mark(lc.k)
 	}
-	b, err := c.get(ctx, lc.k)
+	b, known, err := c.getTagged(ctx, lc.k, lc.tags)
 	switch {
 	case err == nil:
 		// Declared here: decoding into it moves it to the heap, which a
 		// near hit need not pay for.
 		var dv T
 		e, _, derr := c.decodeStored(b, &dv, lc.gen)
+		if (derr == nil || derr == errNegative) && len(e.tags) > 0 {
+			current, terr := c.tagsCurrent(ctx, e, known)
+			switch {
+			case terr != nil:
+				c.ctr.fail(lc.key)
+				return lc.fallback(ctx, retried)
+			case !current:
+				derr = errTagged
+			}
+		}
 		switch {
 		case derr == nil || derr == errNegative:
 			negative := derr == errNegative
@@ -176,8 +201,8 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 			}
 			v, src, err = lc.hit(dv, e, negative)
 			return v, src, err, false
-		case derr == errLeaseOnly || derr == errOldGeneration:
-			c.ctr.miss(lc.key) // another load is filling it, or InvalidateNamespace left it behind
+		case derr == errLeaseOnly || derr == errOldGeneration || derr == errTagged:
+			c.ctr.miss(lc.key) // another load is filling it, or an invalidation left it behind
 		default:
 			c.ctr.fail(lc.key) // undecodable: load (see acquire for what is overwritten)
 		}
@@ -363,8 +388,9 @@ type acquired[T any] struct {
 	// guard is the header the store must find at the key: our lease, or a
 	// value of ours that is not a T (overwritten); "" means do not store.
 	guard string
-	lease bool // guard is our lease: extend it while loading, release it on failure
-	found bool // v (or err, ErrNotFound) was stored by someone else
+	lease bool        // guard is our lease: extend it while loading, release it on failure
+	vers  tagVersions // of the call's tags, read before the loader
+	found bool        // v (or err, ErrNotFound) was stored by someone else
 	v     T
 	err   error
 	cert  uint64
@@ -392,12 +418,22 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		pipe := c.one.Pipeline()
 		setnx := pipe.SetNX(ctx, lc.k, lease, c.leaseTTL())
 		get := pipe.Get(ctx, lc.k)
+		var readTags func() (tagVersions, error)
+		if len(lc.tags) > 0 {
+			// Read before the loader runs: an InvalidateTags after this
+			// makes what the load stores a miss.
+			readTags = c.queueTagVersions(ctx, pipe, lc.tags)
+		}
 		start := mono()
 		_, err := pipe.Exec(ctx)
 		if errors.Is(err, redis.Nil) {
 			err = nil
 		}
 		c.observe(lc.k, start, err)
+		var vers tagVersions
+		if readTags != nil {
+			vers, _ = readTags() // none: nothing is stored
+		}
 		ok, err := setnx.Result()
 		switch {
 		case err != nil:
@@ -405,20 +441,20 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 			c.logf(slog.LevelWarn, "rediscache: taking a load's lease failed", "key", lc.key, "error", err)
 			return acquired[T]{}
 		case ok:
-			return acquired[T]{guard: lease, lease: true}
+			return acquired[T]{guard: lease, lease: true, vers: vers}
 		}
 		b, err := get.Bytes()
 		if err != nil {
 			continue // gone again since the SET: try once more
 		}
-		a, waitFor := lc.found(b, cert)
+		a, waitFor := lc.found(ctx, b, cert, vers)
 		if !waitFor {
 			return a
 		}
 		if deadline.IsZero() {
 			return acquired[T]{} // LockTTL -1: the guard holds, only the waiting is off
 		}
-		if a = lc.wait(ctx, f, deadline); !a.gone {
+		if a = lc.wait(ctx, f, deadline, vers); !a.gone {
 			return a
 		}
 		// The lease went without a value: take it ourselves.
@@ -427,10 +463,28 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 }
 
 // found turns bytes read at the key into what acquire returns; waitFor is
-// true when they are another load's lease.
-func (lc *loadCall[T]) found(b []byte, cert uint64) (a acquired[T], waitFor bool) {
+// true when they are another load's lease. vers are the versions of the
+// call's tags, read with the bytes; a value whose tags were invalidated is
+// replaced, one whose tags cannot be checked is not stored over.
+func (lc *loadCall[T]) found(ctx context.Context, b []byte, cert uint64, vers tagVersions) (a acquired[T], waitFor bool) {
+	a.vers = vers
 	e, kind, err := lc.c.decodeStored(b, &a.v, lc.gen)
+	if (err == nil || err == errNegative) && len(e.tags) > 0 {
+		known := make(tagVersions, len(vers))
+		for t, v := range vers {
+			known[t] = v
+		}
+		current, terr := lc.c.tagsCurrent(ctx, e, known)
+		switch {
+		case terr != nil:
+			return acquired[T]{}, false
+		case !current:
+			err = errTagged
+		}
+	}
 	switch {
+	case err == errTagged:
+		a.guard = e.header() // a tag of it was invalidated: replace it
 	case err == errOldGeneration:
 		a.guard = e.header() // invalidated by InvalidateNamespace: replace it
 	case err == nil:
@@ -448,7 +502,7 @@ func (lc *loadCall[T]) found(b []byte, cert uint64) (a acquired[T], waitFor bool
 // wait polls for the value another process is loading, with backoff (5ms
 // doubling to 100ms), until it appears, the lease disappears (gone), the
 // deadline or a failure.
-func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) acquired[T] {
+func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time, vers tagVersions) acquired[T] {
 	c := lc.c
 	delay := 5 * time.Millisecond
 	timer := time.NewTimer(delay)
@@ -476,7 +530,7 @@ func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) 
 			return acquired[T]{}
 		}
 		c.observe(lc.k, start, nil)
-		if a, waitFor := lc.found(b, cert); !waitFor {
+		if a, waitFor := lc.found(ctx, b, cert, vers); !waitFor {
 			if !a.found {
 				a.guard = "" // not what we waited for: load, don't overwrite
 			}
@@ -521,7 +575,7 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 	if a.guard == "" {
 		return o
 	}
-	e, ttl, ok := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
+	e, ttl, ok := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl, lc.tags, a.vers)
 	if !ok {
 		if a.lease {
 			c.releaseLease(ctx, lc.k, a.guard)
@@ -540,24 +594,34 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 // negative entry for ErrNotFound (unless NegativeTTL is -1); nil for any
 // other error, or a value that cannot be encoded or is over MaxValueSize
 // (counted as an error).
-func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration) (envelope, time.Duration, bool) {
+func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration, tags []string, vers tagVersions) (envelope, time.Duration, bool) {
 	now := time.Now()
+	var section []byte
+	if len(tags) > 0 {
+		for _, t := range tags {
+			if _, ok := vers[t]; !ok {
+				return envelope{}, 0, false // a version not read: nothing it could be checked by
+			}
+		}
+		section = appendTags(nil, tags, vers)
+	}
 	switch {
 	case errors.Is(err, ErrNotFound):
 		if c.opt.NegativeTTL <= 0 {
 			return envelope{}, 0, false
 		}
 		return envelope{flags: flagNegative, created: now.UnixMilli(), stamp: newStamp(), gen: gen,
-			expires: now.Add(c.opt.NegativeTTL).UnixMilli()}, c.opt.NegativeTTL, true
+			expires: now.Add(c.opt.NegativeTTL).UnixMilli(), tags: section}, c.opt.NegativeTTL, true
 	case err != nil:
 		return envelope{}, 0, false
 	}
 	p, merr := c.opt.Codec.Marshal(v)
-	if merr != nil || (c.opt.MaxValueSize > 0 && len(p)+envHeaderSize > c.opt.MaxValueSize) {
+	if merr != nil || (c.opt.MaxValueSize > 0 && len(p)+envHeaderSize+len(section) > c.opt.MaxValueSize) {
 		c.ctr.fail(key)
 		return envelope{}, 0, false
 	}
 	return envelope{
+		tags:       section,
 		created:    now.UnixMilli(),
 		freshUntil: now.Add(ttl).UnixMilli(),
 		loadCost:   uint32(min(cost.Microseconds(), math.MaxUint32)),
@@ -651,9 +715,13 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 			return // another process is refreshing it
 		}
 	}
+	vers, verr := c.writeTagVersions(ctx, lc.tags) // before the loader; none: nothing is stored
+	if verr != nil {
+		vers = nil
+	}
 	v, cost, err := callLoader(ctx, c, lc.load)
 	var cmds []*guardedCmd
-	e, ttl, stores := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl)
+	e, ttl, stores := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl, lc.tags, vers)
 	if stores {
 		cmds = append(cmds, &guardedCmd{s: casSetScript, keys: []string{lc.k}, args: []any{guard, encodeEnvelope(e), pxArg(ttl)}})
 	}

@@ -40,9 +40,17 @@ import (
 // sent. A load error (or panic, [*LoaderPanicError]) is returned with the
 // values found so far; nothing it covers is cached. If ctx ends first,
 // GetManyOrLoad returns what it has and ctx's error.
-func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl time.Duration, load func(ctx context.Context, missing []string) (map[string]T, error)) (map[string]T, error) {
+//
+// [WithTags] tags what it stores (and names the tags expected on a hit, so
+// their versions are read beside the entries): an entry of an invalidated
+// tag is a miss and is loaded again.
+func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl time.Duration, load func(ctx context.Context, missing []string) (map[string]T, error), opts ...CallOption) (map[string]T, error) {
 	if load == nil {
 		return nil, opErr(opGetManyOrLoad, "", errNilLoader)
+	}
+	o, err := parseCallOptions(opts)
+	if err != nil {
+		return nil, opErr(opGetManyOrLoad, "", err)
 	}
 	if ttl < 0 {
 		return nil, opErr(opGetManyOrLoad, "", ErrInvalidTTL)
@@ -50,7 +58,7 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 	if err := c.ready(ctx); err != nil {
 		return nil, opErr(opGetManyOrLoad, "", err)
 	}
-	m := &manyCall[T]{c: c, ttl: ttl, load: load, out: make(map[string]T, len(keys))}
+	m := &manyCall[T]{c: c, ttl: ttl, load: load, tags: o.tags, out: make(map[string]T, len(keys))}
 	again, err := m.answer(ctx, keys, false)
 	if err == nil && len(again) > 0 {
 		// As for GetOrLoad: these keys' loads are older than this call,
@@ -69,6 +77,8 @@ const opGetManyOrLoad = "getmanyorload"
 // far, and the steps of answering it.
 type manyCall[T any] struct {
 	c       *Client
+	tags    []string    // WithTags: what stores are tagged with
+	known   tagVersions // versions of tags, read beside the batch
 	ttl     time.Duration
 	load    func(context.Context, []string) (map[string]T, error)
 	out     map[string]T
@@ -101,7 +111,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 		return nil, err
 	}
 	if len(st.stale) > 0 {
-		refreshManyInBackground(c, st.stale, m.ttl, m.load)
+		refreshManyInBackground(c, st.stale, m.ttl, m.load, m.tags)
 	}
 	if len(st.missing) == 0 {
 		return nil, nil
@@ -120,7 +130,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 			defer cancel()
 			stop := context.AfterFunc(c.bg.ctx, cancel)
 			defer stop()
-			loadBatch(lctx, c, own, m.ttl, m.load)
+			loadBatch(lctx, c, own, m.ttl, m.load, m.tags)
 		})
 		if !started {
 			c.keyLoads.finish(own, ErrClosed)
@@ -165,7 +175,9 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 				st.failed[i] = true // not trusted: load, don't store
 			}
 		}
+		prefetch := m.prefetchTags(ctx)
 		raw, err = c.mgetBatch(ctx, b, true)
+		m.known = <-prefetch
 	}
 	var be *BatchError
 	switch {
@@ -179,13 +191,90 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	default:
 		return st, err
 	}
-	m.sort(&st, keys, ks, gens, raw)
+	invalid := m.checkTags(ctx, raw, st.failed)
+	m.sort(&st, keys, ks, gens, raw, invalid)
 	return st, nil
+}
+
+// prefetchTags reads the versions of the call's tags (WithTags) beside the
+// batch read, when there is no near cache to read them through.
+func (m *manyCall[T]) prefetchTags(ctx context.Context) <-chan tagVersions {
+	ch := make(chan tagVersions, 1)
+	if len(m.tags) == 0 || m.c.near != nil {
+		ch <- nil
+		return ch
+	}
+	go func() {
+		vers, _ := m.c.readTagVersions(ctx, m.tags)
+		ch <- vers
+	}()
+	return ch
+}
+
+// checkTags returns the indexes of raw values whose tags were invalidated
+// (reading the versions, beside WithTags' ones, in one round trip); when
+// the versions cannot be read, the tagged values are marked failed.
+func (m *manyCall[T]) checkTags(ctx context.Context, raw [][]byte, failed map[int]bool) map[int]bool {
+	var tagged []int
+	envs := make(map[int]envelope)
+	for i, b := range raw {
+		if b == nil {
+			continue
+		}
+		if e, kind, _ := parseStored(b); (kind == storedValue || kind == storedNegative) && len(e.tags) > 0 {
+			tagged = append(tagged, i)
+			envs[i] = e
+		}
+	}
+	if len(tagged) == 0 {
+		return nil
+	}
+	var need []string
+	seen := map[string]bool{}
+	for _, i := range tagged {
+		eachTag(envs[i].tags, func(t []byte, _ uint64) bool {
+			if !seen[string(t)] {
+				seen[string(t)] = true
+				need = append(need, string(t))
+			}
+			return true
+		})
+	}
+	var missing []string
+	for _, t := range need {
+		if _, ok := m.known[t]; !ok {
+			missing = append(missing, t)
+		}
+	}
+	known := m.known
+	var err error
+	if len(missing) > 0 {
+		var got tagVersions
+		if got, err = m.c.readTagVersions(ctx, missing); err == nil {
+			if known == nil {
+				known = tagVersions{}
+			}
+			for t, v := range got {
+				known[t] = v
+			}
+		}
+	}
+	invalid := map[int]bool{}
+	for _, i := range tagged {
+		if err != nil {
+			failed[i] = true
+			continue
+		}
+		if current, _ := m.c.tagsCurrent(ctx, envs[i], known); !current {
+			invalid[i] = true
+		}
+	}
+	return invalid
 }
 
 // sort decodes the raw values of keys (stored keys ks, generations gens)
 // and files each key.
-func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw [][]byte) {
+func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw [][]byte, invalid map[int]bool) {
 	c := m.c
 	now := time.Now().UnixMilli()
 	seen := make(map[string]bool, len(keys))
@@ -214,7 +303,14 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 		}
 		var v T
 		e, kind, err := c.decodeStored(raw[i], &v, gens[i])
+		if invalid[i] && (err == nil || err == errNegative) {
+			err = errTagged
+		}
 		switch {
+		case err == errTagged:
+			c.ctr.miss(key)
+			want.lease, want.guard = false, e.header() // a tag of it was invalidated: replace it
+			st.missing = append(st.missing, want)
 		case err == errNegative:
 			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
@@ -292,7 +388,7 @@ func (m *manyCall[T]) collect(ctx context.Context, waits []keyWait, retried bool
 // busy or closed. Each key's store is guarded by the value it refreshes.
 // Unlike GetOrLoad's refresh it takes no cross-process lock: each process
 // may refresh a stale batch once.
-func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
+func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string) {
 	c.bg.tryGo(func() {
 		own, _ := c.keyLoads.claim(stale, c.opt.LoadTimeout)
 		if len(own) == 0 {
@@ -300,14 +396,14 @@ func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duratio
 		}
 		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
 		defer cancel()
-		loadBatch(ctx, c, own, ttl, load)
+		loadBatch(ctx, c, own, ttl, load, tags)
 	})
 }
 
 // loadBatch takes the leases of the keys this call owns, calls load for
 // them, stores the results and the negative entries under their guards,
 // and hands every key's outcome to its waiters.
-func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error)) {
+func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours: fail the waiters, not the process
 			c.keyLoads.finish(own, newLoaderPanic(r))
@@ -323,6 +419,12 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 		leases = c.takeLeases(ctx, own)
 	}
 	keep := c.keepLeases(leases)
+	// Read before the loader runs: an InvalidateTags after this makes what
+	// the load stores a miss. None read: nothing is stored.
+	vers, verr := c.writeTagVersions(ctx, tags)
+	if verr != nil {
+		vers = nil
+	}
 	keys := make([]string, len(own))
 	for i, w := range own {
 		keys[i] = w.key
@@ -351,7 +453,7 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 			w.val, w.found = v, true // boxed once, stored and handed out
 		}
 	}
-	c.storeLoaded(ctx, own, cost, ttl, counts)
+	c.storeLoaded(ctx, own, cost, ttl, counts, tags, vers)
 	// Each key's outcome is handed out only after its store, so a call that
 	// starts after this one returns finds it in Redis.
 	c.keyLoads.finishFound(own)
@@ -479,7 +581,7 @@ func storeScripted(ctx context.Context, rc *redis.Client, part []*guardedStore) 
 // negative entry, releases the leases of keys it does not store, and sets
 // each key's certification mark: its store if it was written, else its
 // loader call.
-func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Duration, ttl time.Duration, counts *deleteCounts) {
+func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Duration, ttl time.Duration, counts *deleteCounts, tags []string, vers tagVersions) {
 	var (
 		stores   []*guardedStore
 		stored   []*keyLoad
@@ -494,7 +596,7 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 		if !w.found {
 			lerr = ErrNotFound
 		}
-		e, d, ok := c.loadedEnvelope(w.key, w.gen, w.val, lerr, cost, c.freshTTL(w.key, ttl))
+		e, d, ok := c.loadedEnvelope(w.key, w.gen, w.val, lerr, cost, c.freshTTL(w.key, ttl), tags, vers)
 		if !ok {
 			if w.lease {
 				releases = append(releases, w)

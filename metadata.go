@@ -25,6 +25,8 @@ type Metadata struct {
 	// Lease is true when the key holds only the placeholder of a load in
 	// progress (GetOrLoad or GetManyOrLoad): no value yet, a miss for Get.
 	Lease bool
+	// Tags are the tags the entry was written with ([WithTags]), sorted.
+	Tags []string
 	// Generation is the namespace generation the entry was written under;
 	// an entry whose Generation is not [Client.Generation] of its
 	// namespace reads as a miss. 0 for counters, raw values and with
@@ -89,5 +91,6 @@ func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	md.Negative = kind == storedNegative
 	md.Lease = kind == storedLease
 	md.Generation = int64(e.gen)
+	md.Tags = tagNames(e.tags)
 	return md, nil
 }

@@ -1,6 +1,7 @@
 package rediscache
 
 import (
+	"bytes"
 	"context"
 	"strconv"
 	"strings"
@@ -125,6 +126,7 @@ type nearEntry struct {
 // a version-1 envelope, with the end of GetOrLoad's freshness and staleness.
 func (c *Client) nearEntryOf(e envelope, v any) *nearEntry {
 	e.payload = nil
+	e.tags = bytes.Clone(e.tags) // not the whole value's bytes
 	ent := &nearEntry{v: v, env: e, expires: e.expires}
 	if e.flags&flagNegative != 0 {
 		ent.v, ent.negative = nil, true
