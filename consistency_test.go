@@ -8,6 +8,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -376,7 +377,11 @@ func (h *consHarness) read(ci int) {
 	switch n := rand.IntN(10); {
 	case h.mode.control || n >= 8:
 		start := h.rec.Now()
-		v, err := rediscache.Get[consVal](h.ctx, h.clients[ci], key)
+		var opts []rediscache.CallOption
+		if n == 9 {
+			opts = append(opts, rediscache.WithTags(tagsOf(key)...))
+		}
+		v, err := rediscache.Get[consVal](h.ctx, h.clients[ci], key, opts...)
 		h.recordRead(ci, "Get", key, start, v, err)
 	case n < 5:
 		h.getOrLoad(ci, key)
@@ -388,7 +393,7 @@ func (h *consHarness) read(ci int) {
 // getOrLoad is a GetOrLoad of key on Client ci, recorded.
 func (h *consHarness) getOrLoad(ci int, key string) {
 	start := h.rec.Now()
-	v, err := rediscache.GetOrLoad(h.ctx, h.clients[ci], key, h.specs[ci].ttl, h.loader(ci, key))
+	v, err := rediscache.GetOrLoad(h.ctx, h.clients[ci], key, h.specs[ci].ttl, h.loader(ci, key), rediscache.WithTags(tagsOf(key)...))
 	h.recordRead(ci, "GetOrLoad", key, start, v, err)
 }
 
@@ -396,7 +401,7 @@ func (h *consHarness) getOrLoad(ci int, key string) {
 // read per key.
 func (h *consHarness) getManyOrLoad(ci int, keys []string) {
 	start := h.rec.Now()
-	m, err := rediscache.GetManyOrLoad(h.ctx, h.clients[ci], keys, h.specs[ci].ttl, h.loaderMany(ci))
+	m, err := rediscache.GetManyOrLoad(h.ctx, h.clients[ci], keys, h.specs[ci].ttl, h.loaderMany(ci), rediscache.WithTags(tagsOfAll(keys)...))
 	for _, k := range keys {
 		v, ok := m[k]
 		switch {
@@ -439,6 +444,38 @@ func (h *consHarness) randomKeys(n int) []string {
 }
 
 // keysWith returns the indexes of the keys starting with prefix.
+// tagsOf returns the tags of key ("nsN:v1:kM"): its group, M mod 4, and
+// its namespace.
+func tagsOf(key string) []string {
+	ns, rest, _ := strings.Cut(key, ":")
+	m, _ := strconv.Atoi(rest[strings.LastIndexByte(rest, 'k')+1:])
+	return []string{fmt.Sprint("grp:", m%4), "nst:" + ns}
+}
+
+// tagsOfAll returns the tags of keys, each once.
+func tagsOfAll(keys []string) []string {
+	var out []string
+	for _, k := range keys {
+		for _, t := range tagsOf(k) {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// keysTagged returns the indexes of the keys whose tags hold tag.
+func (h *consHarness) keysTagged(tag string) []int {
+	var idx []int
+	for i, k := range h.keys {
+		if slices.Contains(tagsOf(k), tag) {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
 func (h *consHarness) keysWith(prefix string) []int {
 	var idx []int
 	for i, k := range h.keys {
@@ -471,12 +508,17 @@ func (h *consHarness) write() {
 			k := h.keys[one[0]]
 			v := vals[k]
 			v.Origin = fmt.Sprintf("Set by client %d", ci)
-			return rediscache.Set(ctx, c, k, v, ttl)
+			return rediscache.Set(ctx, c, k, v, ttl, rediscache.WithTags(tagsOf(k)...))
 		})
 	case n < 60:
 		h.invalidate(ci, "DeleteMany", some, false, func(ctx context.Context, vals map[string]consVal) error {
 			_, err := c.DeleteMany(ctx, slices.Collect(maps.Keys(vals)))
 			return err
+		})
+	case n < 68:
+		tag := tagsOf(h.keys[one[0]])[rand.IntN(2)]
+		h.invalidate(ci, "InvalidateTags", h.keysTagged(tag), false, func(ctx context.Context, _ map[string]consVal) error {
+			return c.InvalidateTags(ctx, tag)
 		})
 	case n < 75:
 		h.invalidate(ci, "SetMany", some, false, func(ctx context.Context, vals map[string]consVal) error {
@@ -484,7 +526,7 @@ func (h *consHarness) write() {
 				v.Origin = fmt.Sprintf("SetMany by client %d", ci)
 				vals[k] = v
 			}
-			return rediscache.SetMany(ctx, c, vals, ttl)
+			return rediscache.SetMany(ctx, c, vals, ttl, rediscache.WithTags(tagsOfAll(slices.Collect(maps.Keys(vals)))...))
 		})
 	default:
 		prefix := ns + ":"
