@@ -3,6 +3,7 @@ package rediscache_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -126,4 +127,55 @@ func BenchmarkLocalCacheHit(b *testing.B) {
 		_, _ = get(), getOrLoad()
 	}
 	runNamed(b, []namedOp{{"Get", get}, {"GetOrLoad", getOrLoad}})
+}
+
+// BenchmarkTaggedHit compares a typed Get and a GetOrLoad hit of an entry
+// with 1 and 4 tags to an untagged one, with and without WithTags on the
+// read (which reads the tags' versions in the same round trip), paired
+// call by call with the untagged read.
+func BenchmarkTaggedHit(b *testing.B) {
+	ctx := context.Background()
+	_, c := benchClients(b)
+	four := []string{"user:42", "org:7", "team:3", "plan:pro"}
+	if err := rediscache.Set(ctx, c, "untagged", benchValue, rediscache.TTLDay); err != nil {
+		b.Fatal(err)
+	}
+	for _, n := range []int{1, 4} {
+		tags := four[:n]
+		key := fmt.Sprint("tagged", n)
+		if err := rediscache.Set(ctx, c, key, benchValue, rediscache.TTLDay, rediscache.WithTags(tags...)); err != nil {
+			b.Fatal(err)
+		}
+		get := func(key string, opts ...rediscache.CallOption) func() error {
+			return func() error {
+				v, err := rediscache.Get[benchTask](ctx, c, key, opts...)
+				benchSink = v
+				return err
+			}
+		}
+		getOrLoad := func(key string, opts ...rediscache.CallOption) func() error {
+			return func() error {
+				v, err := rediscache.GetOrLoad(ctx, c, key, rediscache.TTLDay, loadBenchTask, opts...)
+				benchSink = v
+				return err
+			}
+		}
+		// The GetOrLoad entries: stored by GetOrLoad itself.
+		if _, err := rediscache.GetOrLoad(ctx, c, key+":gol", rediscache.TTLDay, loadBenchTask, rediscache.WithTags(tags...)); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := rediscache.GetOrLoad(ctx, c, "untagged:gol", rediscache.TTLDay, loadBenchTask); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("Get/%dtags", n), func(b *testing.B) { runPaired(b, "untagged", get("untagged"), "tagged", get(key)) })
+		b.Run(fmt.Sprintf("Get/%dtags/WithTags", n), func(b *testing.B) {
+			runPaired(b, "untagged", get("untagged"), "tagged", get(key, rediscache.WithTags(tags...)))
+		})
+		b.Run(fmt.Sprintf("GetOrLoad/%dtags", n), func(b *testing.B) {
+			runPaired(b, "untagged", getOrLoad("untagged:gol"), "tagged", getOrLoad(key+":gol"))
+		})
+		b.Run(fmt.Sprintf("GetOrLoad/%dtags/WithTags", n), func(b *testing.B) {
+			runPaired(b, "untagged", getOrLoad("untagged:gol"), "tagged", getOrLoad(key+":gol", rediscache.WithTags(tags...)))
+		})
+	}
 }

@@ -187,11 +187,14 @@ func tagsBadInput(t *testing.T, e tagsEnv) {
 	for name, tags := range map[string][]string{"empty": {""}, "NUL": {"a\x00b"}, "17 tags": many} {
 		opt := rediscache.WithTags(tags...)
 		for call, err := range map[string]error{
-			"Set":            rediscache.Set(ctx, c, "k", 1, time.Hour, opt),
-			"Client.Set":     c.Set(ctx, "k", 1, time.Hour, opt),
-			"SetMany":        rediscache.SetMany(ctx, c, map[string]int{"k": 1}, time.Hour, opt),
-			"GetOrLoad":      func() error { _, err := rediscache.GetOrLoad(ctx, c, "k", time.Hour, load, opt); return err }(),
-			"GetManyOrLoad":  func() error { _, err := rediscache.GetManyOrLoad(ctx, c, []string{"k"}, time.Hour, loadMany, opt); return err }(),
+			"Set":        rediscache.Set(ctx, c, "k", 1, time.Hour, opt),
+			"Client.Set": c.Set(ctx, "k", 1, time.Hour, opt),
+			"SetMany":    rediscache.SetMany(ctx, c, map[string]int{"k": 1}, time.Hour, opt),
+			"GetOrLoad":  func() error { _, err := rediscache.GetOrLoad(ctx, c, "k", time.Hour, load, opt); return err }(),
+			"GetManyOrLoad": func() error {
+				_, err := rediscache.GetManyOrLoad(ctx, c, []string{"k"}, time.Hour, loadMany, opt)
+				return err
+			}(),
 			"Get":            func() error { _, err := rediscache.Get[int](ctx, c, "k", opt); return err }(),
 			"InvalidateTags": c.InvalidateTags(ctx, tags...),
 		} {
