@@ -103,10 +103,10 @@ type result struct {
 	err error
 }
 
-func goGetOrLoad(ctx context.Context, c *Client, key string, load func(context.Context) (int64, error)) <-chan result {
+func goGetOrLoad(ctx context.Context, c *Client, key string, load func(context.Context) (int64, error), opts ...CallOption) <-chan result {
 	ch := make(chan result, 1)
 	go func() {
-		v, src, err := GetOrLoadWithSource(ctx, c, key, time.Hour, load)
+		v, src, err := GetOrLoadWithSource(ctx, c, key, time.Hour, load, opts...)
 		ch <- result{v, src, err}
 	}()
 	return ch
@@ -188,8 +188,11 @@ func TestInvalidationRaces(t *testing.T) {
 				t.Run("early refresh then "+inv.name, func(t *testing.T) { raceRefresh(t, tp, true, inv) })
 			}
 			t.Run("batch stale refresh then Delete", func(t *testing.T) { raceBatchRefresh(t, tp) })
-			t.Run("joiner after Delete loads again", func(t *testing.T) { raceJoiner(t, tp) })
-			t.Run("batch joiner after Delete loads again", func(t *testing.T) { raceBatchJoiner(t, tp) })
+			for _, inv := range joinerInvalidations {
+				t.Run("joiner after "+inv.name+" loads again", func(t *testing.T) { raceJoiner(t, tp, inv) })
+				t.Run("batch joiner after "+inv.name+" loads again", func(t *testing.T) { raceBatchJoiner(t, tp, inv) })
+			}
+			t.Run("waiter for another Client after InvalidateTags", func(t *testing.T) { raceTaggedWaiter(t, tp) })
 			t.Run("another Client after Delete", func(t *testing.T) { raceOtherClient(t, tp) })
 		})
 	}
@@ -358,33 +361,55 @@ func (g *gate) loadManyNow(_ context.Context, keys []string) (map[string]int64, 
 	return out, nil
 }
 
+// joinerInvalidation is an invalidation of a key whose loads are made
+// with opts.
+type joinerInvalidation struct {
+	name string
+	opts []CallOption
+	do   func(ctx context.Context, c *Client, key string) error
+}
+
+// joinerInvalidations: a Delete removes the load's lease, so its store is
+// refused; an InvalidateTags leaves the key alone, so the load's store
+// succeeds (and reads as a miss), which must not certify its value for a
+// caller that joined after the invalidation.
+var joinerInvalidations = []joinerInvalidation{
+	{"Delete", nil, func(ctx context.Context, c *Client, key string) error {
+		_, err := c.Delete(ctx, key)
+		return err
+	}},
+	{"InvalidateTags", []CallOption{WithTags("owner:1")}, func(ctx context.Context, c *Client, _ string) error {
+		return c.InvalidateTags(ctx, "owner:1")
+	}},
+}
+
 // raceJoiner: A's load reads version 1 and blocks; the row moves to 2 and
-// Delete returns; B starts after that and joins A's load in flight. B must
-// not get version 1: it loads again (one more loader call, not a loop).
-func raceJoiner(t *testing.T, tp topology) {
+// the invalidation returns; B starts after that and joins A's load in
+// flight. B must not get version 1: it loads again (one more loader call,
+// not a loop).
+func raceJoiner(t *testing.T, tp topology, inv joinerInvalidation) {
 	ctx := t.Context()
 	c := tp.client(t, Options{Prefix: uniquePrefix()})
 	r := &row{}
 	r.version.Store(1)
 	g := newGate(r)
 	const key = "tasks:v1:t1"
-	a := goGetOrLoad(ctx, c, key, g.load)
+	a := goGetOrLoad(ctx, c, key, g.load, inv.opts...)
 	<-g.started
 	r.version.Store(2)
-	_, err := c.Delete(ctx, key)
-	require.NoError(t, err)
+	require.NoError(t, inv.do(ctx, c, key))
 	k, err := c.storageKey(key)
 	require.NoError(t, err)
 	f := c.flight.get((&loadCall[int64]{k: k, gen: c.current(key)}).flightKey())
 	require.NotNil(t, f, "A's load is in flight")
-	b := goGetOrLoad(ctx, c, key, g.load)
+	b := goGetOrLoad(ctx, c, key, g.load, inv.opts...)
 	waitFor(t, "B joined A's load", func() bool { return f.callers.Load() == 2 })
 	close(g.release)
 	ra, rb := <-a, <-b
 	require.NoError(t, ra.err)
 	require.NoError(t, rb.err)
 	assert.Equal(t, int64(1), ra.v, "A overlaps the Delete: either version")
-	assert.Equal(t, int64(2), rb.v, "B started after the Delete returned")
+	assert.Equal(t, int64(2), rb.v, "B started after the invalidation returned")
 	assert.Equal(t, int64(2), g.calls.Load(), "one more loader call")
 	v, err := Get[int64](ctx, c, key)
 	require.NoError(t, err)
@@ -392,7 +417,7 @@ func raceJoiner(t *testing.T, tp topology) {
 }
 
 // raceBatchJoiner is raceJoiner for GetManyOrLoad.
-func raceBatchJoiner(t *testing.T, tp topology) {
+func raceBatchJoiner(t *testing.T, tp topology, inv joinerInvalidation) {
 	ctx := t.Context()
 	c := tp.client(t, Options{Prefix: uniquePrefix()})
 	r := &row{}
@@ -406,7 +431,7 @@ func raceBatchJoiner(t *testing.T, tp topology) {
 	run := func() <-chan res {
 		ch := make(chan res, 1)
 		go func() {
-			m, err := GetManyOrLoad(ctx, c, []string{key}, time.Hour, g.loadMany)
+			m, err := GetManyOrLoad(ctx, c, []string{key}, time.Hour, g.loadMany, inv.opts...)
 			ch <- res{m, err}
 		}()
 		return ch
@@ -414,8 +439,7 @@ func raceBatchJoiner(t *testing.T, tp topology) {
 	a := run()
 	<-g.started
 	r.version.Store(2)
-	_, err := c.Delete(ctx, key)
-	require.NoError(t, err)
+	require.NoError(t, inv.do(ctx, c, key))
 	k, err := c.storageKey(key)
 	require.NoError(t, err)
 	w := c.keyLoads.get(k, c.current(key))
@@ -427,8 +451,56 @@ func raceBatchJoiner(t *testing.T, tp topology) {
 	require.NoError(t, ra.err)
 	require.NoError(t, rb.err)
 	assert.Equal(t, map[string]int64{key: 1}, ra.m, "A overlaps the Delete")
-	assert.Equal(t, map[string]int64{key: 2}, rb.m, "B started after the Delete returned")
+	assert.Equal(t, map[string]int64{key: 2}, rb.m, "B started after the invalidation returned")
 	assert.Equal(t, int64(2), g.calls.Load(), "one more loader call")
+	m, err := GetManyOrLoad(ctx, c, []string{key}, time.Hour, g.loadMany, inv.opts...)
+	require.NoError(t, err)
+	assert.Equal(t, map[string]int64{key: 2}, m, "a call after both")
+}
+
+// raceTaggedWaiter: Client A's tagged load holds the key's lease and
+// blocks; Client B's GetOrLoad misses, reads the tag's version with its
+// lease attempt and waits for A's value. The row moves to 2 and
+// InvalidateTags returns; C, on B's Client, joins B's call. A stores
+// version 1 (InvalidateTags left its lease alone) under the tag's old
+// version, and B's poll finds it: B must check it against the tag's
+// version now, not the one it read before the invalidation, so neither B
+// nor C gets version 1.
+func raceTaggedWaiter(t *testing.T, tp topology) {
+	ctx := t.Context()
+	prefix := uniquePrefix()
+	ca := tp.client(t, Options{Prefix: prefix})
+	cb := tp.client(t, Options{Prefix: prefix, LockTTL: 10 * time.Second})
+	r := &row{}
+	r.version.Store(1)
+	g := newGate(r)
+	const key, tag = "tasks:v1:t1", "owner:1"
+	a := goGetOrLoad(ctx, ca, key, g.load, WithTags(tag))
+	<-g.started
+	now := func(context.Context) (int64, error) { return r.version.Load(), nil }
+	b := goGetOrLoad(ctx, cb, key, now, WithTags(tag))
+	k, err := cb.storageKey(key)
+	require.NoError(t, err)
+	var f *flight
+	waitFor(t, "B waits for A's lease", func() bool {
+		f = cb.flight.get((&loadCall[int64]{k: k, gen: cb.current(key)}).flightKey())
+		return f != nil && f.marks.Load() >= 2 // B's lease attempt and its first poll
+	})
+	r.version.Store(2)
+	require.NoError(t, ca.InvalidateTags(ctx, tag))
+	cc := goGetOrLoad(ctx, cb, key, now, WithTags(tag))
+	waitFor(t, "C joined B's call", func() bool { return f.callers.Load() == 2 })
+	close(g.release)
+	ra, rb, rc := <-a, <-b, <-cc
+	require.NoError(t, ra.err)
+	require.NoError(t, rb.err)
+	require.NoError(t, rc.err)
+	assert.Equal(t, int64(1), ra.v, "A overlaps the invalidation")
+	assert.Equal(t, int64(2), rb.v, "B checks what it found against the tag's current version")
+	assert.Equal(t, int64(2), rc.v, "C started after the invalidation returned")
+	v, err := GetOrLoad(ctx, cb, key, time.Hour, now)
+	require.NoError(t, err)
+	assert.Equal(t, int64(2), v, "a call after all")
 }
 
 // raceOtherClient: Client A's load holds the key's lease and blocks; after

@@ -454,7 +454,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		if deadline.IsZero() {
 			return acquired[T]{} // LockTTL -1: the guard holds, only the waiting is off
 		}
-		if a = lc.wait(ctx, f, deadline, vers); !a.gone {
+		if a = lc.wait(ctx, f, deadline); !a.gone {
 			return a
 		}
 		// The lease went without a value: take it ourselves.
@@ -502,7 +502,7 @@ func (lc *loadCall[T]) found(ctx context.Context, b []byte, cert uint64, vers ta
 // wait polls for the value another process is loading, with backoff (5ms
 // doubling to 100ms), until it appears, the lease disappears (gone), the
 // deadline or a failure.
-func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time, vers tagVersions) acquired[T] {
+func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) acquired[T] {
 	c := lc.c
 	delay := 5 * time.Millisecond
 	timer := time.NewTimer(delay)
@@ -530,7 +530,10 @@ func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time, 
 			return acquired[T]{}
 		}
 		c.observe(lc.k, start, nil)
-		if a, waitFor := lc.found(ctx, b, cert, vers); !waitFor {
+		// The tags' versions are read again (nil): those read with the
+		// lease predate cert, and a value certified at cert must be
+		// checked against versions at least as new.
+		if a, waitFor := lc.found(ctx, b, cert, nil); !waitFor {
 			if !a.found {
 				a.guard = "" // not what we waited for: load, don't overwrite
 			}
@@ -583,7 +586,11 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 		return o
 	}
 	storeCert := f.mark()
-	if c.storeGuarded(ctx, lc.key, lc.k, a.guard, e, ttl) {
+	// A stored value certifies the outcome at the store: nothing removed it
+	// from the key until then. A tagged one does not: an InvalidateTags
+	// leaves the key alone, so the outcome stays certified at the loader
+	// call, and a caller that joined after it starts over.
+	if c.storeGuarded(ctx, lc.key, lc.k, a.guard, e, ttl) && len(lc.tags) == 0 {
 		o.cert = storeCert
 	}
 	return o

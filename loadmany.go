@@ -626,7 +626,7 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 	for i, st := range stores {
 		w := stored[i]
 		c.countStore(w.key, st.n, st.err)
-		if st.err == nil && st.n == 1 {
+		if st.err == nil && st.n == 1 && len(tags) == 0 { // a tagged store certifies nothing: see loadAndStore
 			w.cert = w.certStore
 		}
 	}
