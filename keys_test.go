@@ -178,7 +178,9 @@ func TestKeyGeneratorMethods(t *testing.T) {
 		{"AgentStateKey v2", "AgentStateKey", V2, func(g *rediscache.KeyGenerator) string { return g.AgentStateKey("style_agent", "task_123") },
 			"agent:v2:agent_state:style_agent:task_123"},
 
-		{"Prefix", "Prefix", V1, func(g *rediscache.KeyGenerator) string { return g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1") },
+		{"Prefix", "Prefix", V1, func(g *rediscache.KeyGenerator) string {
+			return g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+		},
 			"tasks:v1:user_tasks:user_1:"},
 		{"Prefix namespace", "Prefix", V2, func(g *rediscache.KeyGenerator) string { return g.Prefix(rediscache.NamespaceUser) }, "user:v2:"},
 		{"Prefix hostile", "Prefix", V1, func(g *rediscache.KeyGenerator) string { return g.Prefix("ns", "a:b", "*") }, "ns:v1:a%3Ab:%2A:"},
