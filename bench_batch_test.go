@@ -238,3 +238,68 @@ func BenchmarkInvalidatePrefix1M(b *testing.B) {
 	b.ReportMetric(p99(idle), "p99-get-idle-ms")
 	b.ReportMetric(float64(len(during)), "gets-during")
 }
+
+// BenchmarkInvalidatePrefixKeyspace measures what an InvalidatePrefix of
+// 1,000 keys costs next to 200,000 keys it must not delete, held either
+// under another Prefix ("outside") or under the Client's own Prefix
+// ("inside"). SCAN MATCH visits every key of the database and filters
+// afterwards, so both cost the same: the walk's rate is reported as
+// scanned-keys/s (the database's keys over the time taken).
+func BenchmarkInvalidatePrefixKeyspace(b *testing.B) {
+	const others, matched = 200_000, 1_000
+	addr := benchAddr(b)
+	ctx := context.Background()
+	raw := redis.NewClient(&redis.Options{Addr: addr})
+	defer raw.Close()
+	seed := func(keys func(i int) string, n int) {
+		for lo := 0; lo < n; lo += 10_000 {
+			pipe := raw.Pipeline()
+			for i := lo; i < min(lo+10_000, n); i++ {
+				pipe.Set(ctx, keys(i), "v", 0)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	for _, where := range []string{"outside", "inside"} {
+		b.Run(where, func(b *testing.B) {
+			c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: benchPrefix("bipk")})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			defer func() { _, _ = c.ClearAll(ctx) }()
+			other := c
+			if where == "outside" {
+				if other, err = rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: benchPrefix("bipo")}); err != nil {
+					b.Fatal(err)
+				}
+				defer other.Close()
+				defer func() { _, _ = other.ClearAll(ctx) }()
+			}
+			seed(func(i int) string { return other.StorageKey("other:" + strconv.Itoa(i)) }, others)
+			g := rediscache.NewKeyGenerator(rediscache.V1)
+			prefix := g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+			var scanned int64
+			var elapsed time.Duration
+			for b.Loop() {
+				b.StopTimer()
+				seed(func(i int) string { return c.StorageKey(prefix + strconv.Itoa(i)) }, matched)
+				size, err := raw.DBSize(ctx).Result()
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				d, err := c.InvalidatePrefix(ctx, prefix)
+				elapsed += time.Since(start)
+				if err != nil || d != matched {
+					b.Fatalf("InvalidatePrefix deleted %d of %d: %v", d, matched, err)
+				}
+				scanned += size
+			}
+			b.ReportMetric(float64(scanned)/elapsed.Seconds(), "scanned-keys/s")
+		})
+	}
+}

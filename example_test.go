@@ -91,6 +91,29 @@ func ExampleKeyGenerator_Key() {
 	// user v2 [settings abc:session:other]
 }
 
+func ExampleKeyGenerator_Prefix() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
+	defer c.Close()
+	ctx := context.Background()
+	g := rediscache.NewKeyGenerator(rediscache.V1)
+	for _, user := range []string{"user_1", "user_10"} {
+		_ = c.Set(ctx, g.UserTasksKey(user, "pending", 20, 0), []string{"task_1"}, 0)
+		_ = c.Set(ctx, g.UserTasksKey(user, "done", 20, 0), []string{"task_2"}, 0)
+	}
+
+	// Every cached page of user_1's tasks, and none of user_10's.
+	p := g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+	n, _ := c.InvalidatePrefix(ctx, p)
+	left, _ := c.CountPrefix(ctx, g.Prefix(rediscache.NamespaceTasks, "user_tasks"))
+	fmt.Println(p)
+	fmt.Println(n, "deleted,", left, "left")
+	// Output:
+	// tasks:v1:user_tasks:user_1:
+	// 2 deleted, 2 left
+}
+
 func ExampleClient_TTLFor() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +28,14 @@ type Health struct {
 	UsedMemoryHuman  string // as Redis renders it (one node), or a sum on a cluster
 	MaxMemory        int64  // bytes, 0 = no limit (summed over masters)
 	ConnectedClients int64  // summed over masters
-	Keys             int64  // keys under Options.Prefix, by SCAN (-1 when the count failed); DBSize when there is no Prefix
-	DBSize           int64  // keys in the database (summed over masters)
+	// Keys is the number of keys under Options.Prefix, counted only when
+	// Options.HealthCountKeys is set (by SCAN; DBSize without a Prefix).
+	// -1 means not counted: HealthCountKeys is off (the default), Redis is
+	// unhealthy, or the count failed. [Client.CountPrefix] counts on demand.
+	Keys int64
+	// DBSize is the number of keys in the database (summed over masters),
+	// every key whoever wrote it; always reported (DBSIZE is O(1)).
+	DBSize int64
 
 	Pool PoolStats // go-redis connection pool
 
@@ -76,10 +81,12 @@ func (c *Client) Ping(ctx context.Context) error {
 	return nil
 }
 
-// HealthCheck pings every master, reads its INFO, counts the Client's keys
-// and returns the result; it also becomes what [Client.Healthy] reports.
-// It bypasses the circuit breaker, so it sees Redis as it is. It never
-// fails: problems are in Health.Err.
+// HealthCheck pings every master, reads its INFO and DBSIZE, and returns
+// the result; it also becomes what [Client.Healthy] reports. Its cost does
+// not depend on how many keys Redis holds (three O(1) commands per master),
+// unless Options.HealthCountKeys asks it to count the Client's keys with a
+// SCAN of the whole database. It bypasses the circuit breaker, so it sees
+// Redis as it is. It never fails: problems are in Health.Err.
 func (c *Client) HealthCheck(ctx context.Context) Health {
 	h := c.healthCheck(ctx)
 	c.recordHealth(h)
@@ -145,20 +152,29 @@ func (c *Client) healthCheck(ctx context.Context) Health {
 	} else {
 		h.UsedMemoryHuman = humanBytes(h.UsedMemory)
 	}
-	h.Keys = h.DBSize
-	if c.pfx != "" && h.Healthy {
-		// Counted by SCAN, past the breaker; a count that fails or times out
-		// (a huge keyspace) says nothing about health: Keys is -1 then.
-		var n atomic.Int64
-		err := c.scanPrefix(ctx, "health", "", []string{c.pfx}, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
-			n.Add(int64(len(ks)))
-		})
-		h.Keys = n.Load()
-		if err != nil {
-			h.Keys = -1
-		}
+	h.Keys = -1
+	if c.opt.HealthCountKeys && h.Healthy {
+		h.Keys = c.countKeys(ctx, h.DBSize)
 	}
 	return h
+}
+
+// countKeys counts the keys under the Prefix for Options.HealthCountKeys:
+// dbSize without a Prefix, else by SCAN, past the breaker. A count that
+// fails or times out (a huge keyspace) says nothing about health: it is -1
+// then.
+func (c *Client) countKeys(ctx context.Context, dbSize int64) int64 {
+	if c.pfx == "" {
+		return dbSize
+	}
+	var n atomic.Int64
+	err := c.scanPrefix(ctx, "health", "", []string{c.pfx}, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
+		n.Add(int64(len(ks)))
+	})
+	if err != nil {
+		return -1
+	}
+	return n.Load()
 }
 
 // checkNode pings one server and reads its memory, clients and size.
@@ -170,27 +186,18 @@ func checkNode(ctx context.Context, node *redis.Client) NodeHealth {
 		return n
 	}
 	n.Latency = time.Since(start)
-	info, err := node.Info(ctx).Result() // every section: multi-section INFO needs Redis 7
+	// The default sections, in one call: INFO of several named sections
+	// needs Redis 7.
+	info, err := node.InfoMap(ctx).Result()
 	if err != nil {
 		n.Err = err
 		return n
 	}
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if !ok {
-			continue
-		}
-		switch k {
-		case "used_memory":
-			n.UsedMemory, _ = strconv.ParseInt(v, 10, 64)
-		case "used_memory_human":
-			n.UsedMemoryHuman = v
-		case "maxmemory":
-			n.MaxMemory, _ = strconv.ParseInt(v, 10, 64)
-		case "connected_clients":
-			n.ConnectedClients, _ = strconv.ParseInt(v, 10, 64)
-		}
-	}
+	mem, clients := info["Memory"], info["Clients"]
+	n.UsedMemory, _ = strconv.ParseInt(mem["used_memory"], 10, 64)
+	n.UsedMemoryHuman = mem["used_memory_human"]
+	n.MaxMemory, _ = strconv.ParseInt(mem["maxmemory"], 10, 64)
+	n.ConnectedClients, _ = strconv.ParseInt(clients["connected_clients"], 10, 64)
 	if n.DBSize, err = node.DBSize(ctx).Result(); err != nil {
 		n.Err = err
 		return n

@@ -37,7 +37,7 @@ func TestHealthCheckStandalone(t *testing.T) {
 	assert.NotEmpty(t, h.UsedMemoryHuman)
 	assert.Equal(t, int64(64<<20), h.MaxMemory)
 	assert.Positive(t, h.ConnectedClients)
-	assert.Equal(t, int64(10), h.Keys, "keys under the Prefix")
+	assert.Equal(t, int64(-1), h.Keys, "not counted without HealthCountKeys")
 	assert.Equal(t, int64(12), h.DBSize, "10 keys, one outside the Prefix, the namespace generations")
 	assert.Positive(t, h.Pool.TotalConns)
 	require.Len(t, h.Nodes, 1)

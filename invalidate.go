@@ -52,6 +52,20 @@ func escapeGlob(s string) string {
 // runs may or may not be deleted. Failed SCAN calls and UNLINKs are retried
 // like every other command.
 //
+// Its cost grows with the whole database, not with what it deletes: SCAN
+// MATCH visits every key of the database (on a cluster, of every master,
+// walked concurrently), under this Client's Prefix or not, and filters
+// them afterwards. Measured on a shared 2-core machine
+// (BenchmarkInvalidatePrefixKeyspace), the walk visits 1.2 to 1.9 million
+// keys per second: deleting 1,000 keys next to 200,000 others takes 115 to
+// 180ms, whether those 200,000 are under the Prefix or not, and each SCAN
+// call of 1,000 keys keeps Redis busy about 0.5ms. Keep it for maintenance
+// and small databases; on hot paths invalidate by tag ([WithTags] when
+// writing, [Client.InvalidateTags]) or by namespace
+// ([Client.InvalidateNamespace], O(1)). Build prefixes with
+// [KeyGenerator.Prefix], which ends with the separator, so that the prefix
+// of "user_1" never deletes the keys of "user_10".
+//
 // An empty prefix, or one that is not a valid key, returns an [*OpError]
 // wrapping [ErrInvalidKey] (use [Client.ClearAll] to delete everything); a
 // nil context or a closed Client wraps [ErrNilContext] or [ErrClosed]. On a failure part way (a node down,
@@ -74,7 +88,9 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, er
 }
 
 // ClearAll deletes every key under the Client's Prefix and returns how many
-// it deleted, by the same SCAN and UNLINK walk as [Client.InvalidatePrefix].
+// it deleted, by the same SCAN and UNLINK walk as [Client.InvalidatePrefix],
+// which visits every key of the database, whosever it is (1.2 to 1.9
+// million keys per second measured).
 // It never runs FLUSHDB or FLUSHALL, and keys of other prefixes (even
 // "Prefix" plus other characters without the ":") stay. The Client's own
 // bookkeeping keys (a NUL byte right after the Prefix, which no logical key
@@ -98,7 +114,11 @@ func (c *Client) ClearAll(ctx context.Context) (int64, error) {
 
 // CountPrefix returns how many keys of this Client have a logical key
 // starting with prefix (literal, as in [Client.InvalidatePrefix]), by
-// walking the keyspace with SCAN on every master of a cluster. An empty
+// walking the keyspace with SCAN on every master of a cluster. Like
+// InvalidatePrefix it visits every key of the database, not only the
+// matching ones: one round trip per 1,000 keys, about 150ms with 200,000
+// keys in Redis. Options.HealthCountKeys runs the same walk at every health
+// check of a Client with a Prefix. An empty
 // prefix counts every key under the Client's Prefix (with no Prefix, every
 // key in the database), including keys of old namespace generations that
 // have not expired yet. It is meant for size figures: keys written or

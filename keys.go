@@ -37,7 +37,35 @@ func (g *KeyGenerator) Version() Version { return g.version }
 
 // Key returns "ns:version:part1:part2..." with every component escaped.
 func (g *KeyGenerator) Key(ns Namespace, parts ...string) string {
+	return g.build(ns, parts, false)
+}
+
+// Prefix returns the prefix of every key built from ns and parts followed
+// by at least one more part: Key(ns, parts...) + ":", escaped exactly as
+// [KeyGenerator.Key] escapes, version included. Because it ends with the
+// separator and components are escaped, it never matches a key of another
+// component that merely starts alike: the prefix of "user_1" is not a prefix
+// of any key of "user_10", "user_1:x" or "user_1*". Pass it to
+// [Client.InvalidatePrefix] or [Client.CountPrefix], minding their cost:
+// both walk every key under the Client's Prefix. The key of exactly those
+// parts, Key(ns, parts...), is not under it: delete that one with
+// [Client.Delete]. Prefix(ns) is "ns:version:", every key of the namespace
+// at this version. For example, every cached page of one user's tasks:
+//
+//	g := NewKeyGenerator(V1)
+//	p := g.Prefix(NamespaceTasks, "user_tasks", "user_1") // "tasks:v1:user_tasks:user_1:"
+//	n, err := c.InvalidatePrefix(ctx, p)                  // UserTasksKey("user_1", ...), never "user_10"'s
+func (g *KeyGenerator) Prefix(ns Namespace, parts ...string) string {
+	return g.build(ns, parts, true)
+}
+
+// build returns "ns:version:part1:part2...", with a final ":" when
+// prefix is true.
+func (g *KeyGenerator) build(ns Namespace, parts []string, prefix bool) string {
 	n := len(ns) + 1 + len(g.vs)
+	if prefix {
+		n++
+	}
 	for _, p := range parts {
 		n += 1 + len(p)
 	}
@@ -49,6 +77,9 @@ func (g *KeyGenerator) Key(ns Namespace, parts ...string) string {
 	for _, p := range parts {
 		b.WriteByte(':')
 		b.WriteString(EscapeComponent(p))
+	}
+	if prefix {
+		b.WriteByte(':')
 	}
 	return b.String()
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -176,6 +177,13 @@ func TestKeyGeneratorMethods(t *testing.T) {
 			"agent:v1:agent_state:style_agent:task_123"},
 		{"AgentStateKey v2", "AgentStateKey", V2, func(g *rediscache.KeyGenerator) string { return g.AgentStateKey("style_agent", "task_123") },
 			"agent:v2:agent_state:style_agent:task_123"},
+
+		{"Prefix", "Prefix", V1, func(g *rediscache.KeyGenerator) string {
+			return g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+		},
+			"tasks:v1:user_tasks:user_1:"},
+		{"Prefix namespace", "Prefix", V2, func(g *rediscache.KeyGenerator) string { return g.Prefix(rediscache.NamespaceUser) }, "user:v2:"},
+		{"Prefix hostile", "Prefix", V1, func(g *rediscache.KeyGenerator) string { return g.Prefix("ns", "a:b", "*") }, "ns:v1:a%3Ab:%2A:"},
 	}
 
 	// Every exported KeyGenerator method must have a case here.
@@ -213,6 +221,115 @@ func TestKeyGeneratorMethods(t *testing.T) {
 		for _, p := range []map[string]string{nil, {"a": "b"}, {"page": "1", "q": strings.Repeat("z", 300)}} {
 			assert.True(t, strings.HasPrefix(g.APIResponseKey("/tasks", p), "api:v1:response:/tasks:"))
 		}
+	})
+}
+
+func TestKeyGeneratorPrefix(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		v     rediscache.Version
+		ns    rediscache.Namespace
+		parts []string
+		want  string
+		under [][]string // part lists whose keys are under the prefix
+		not   [][]string // part lists whose keys are not
+	}{
+		{"user's task pages", rediscache.V1, rediscache.NamespaceTasks, []string{"user_tasks", "user_1"}, "tasks:v1:user_tasks:user_1:",
+			[][]string{{"user_tasks", "user_1", "x"}, {"user_tasks", "user_1", "pending", "20", "0"}, {"user_tasks", "user_1", ""}},
+			[][]string{{"user_tasks", "user_10"}, {"user_tasks", "user_10", "x"}, {"user_tasks", "user_1"}, {"user_tasks", "user_1:x"},
+				{"user_tasks", "user_1*"}, {"user_tasks", "user_"}, {"user_1", "x"}, {"user_tasks"}}},
+		{"namespace", rediscache.V1, rediscache.NamespaceTasks, nil, "tasks:v1:",
+			[][]string{{"task_123"}, {""}, {"user_tasks", "u"}},
+			[][]string{nil}},
+		{"version", rediscache.V2, rediscache.NamespaceUser, []string{"user_profile"}, "user:v2:user_profile:",
+			[][]string{{"user_profile", "user_abc"}},
+			[][]string{{"user_profile"}, {"user_profile2", "x"}}},
+		{"escaped like Key", rediscache.V1, "a:b*", []string{"x:y", "100%", "[z]", "{t}", "a b"}, "a%3Ab%2A:v1:x%3Ay:100%25:%5Bz%5D:%7Bt%7D:a%20b:",
+			[][]string{{"x:y", "100%", "[z]", "{t}", "a b", "c"}},
+			[][]string{{"x", "y", "100%", "[z]", "{t}", "a b", "c"}, {"x:y", "100%", "[z]", "{t}", "a b"}}},
+		{"empty part", rediscache.V1, "ns", []string{""}, "ns:v1::",
+			[][]string{{"", "x"}, {"", ""}},
+			[][]string{{""}, {"x"}, {"x", ""}}},
+		{"empty namespace", rediscache.V1, "", []string{"a"}, ":v1:a:",
+			[][]string{{"a", "b"}},
+			[][]string{{"ab"}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			g := rediscache.NewKeyGenerator(tt.v)
+			got := g.Prefix(tt.ns, tt.parts...)
+			assert.Equal(t, tt.want, got)
+			assert.Equal(t, g.Key(tt.ns, tt.parts...)+":", got, "Key plus the separator")
+			keyAssertSafe(t, got)
+			for _, parts := range tt.under {
+				assert.True(t, strings.HasPrefix(g.Key(tt.ns, parts...), got), "%q is not under %q", g.Key(tt.ns, parts...), got)
+			}
+			for _, parts := range tt.not {
+				assert.False(t, strings.HasPrefix(g.Key(tt.ns, parts...), got), "%q is under %q", g.Key(tt.ns, parts...), got)
+			}
+			other := rediscache.NewKeyGenerator(tt.v + 1)
+			assert.False(t, strings.HasPrefix(other.Key(tt.ns, append(slices.Clone(tt.parts), "x")...), got), "another version's key")
+		})
+	}
+	g := rediscache.NewKeyGenerator(rediscache.V1)
+	p := g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+	assert.True(t, strings.HasPrefix(g.Key(rediscache.NamespaceTasks, "user_tasks", "user_1", "x"), p))
+	assert.True(t, strings.HasPrefix(g.UserTasksKey("user_1", "pending", 20, 0), p))
+	assert.False(t, strings.HasPrefix(g.Key(rediscache.NamespaceTasks, "user_tasks", "user_10"), p))
+	assert.False(t, strings.HasPrefix(g.UserTasksKey("user_10", "pending", 20, 0), p))
+}
+
+// InvalidatePrefix with a KeyGenerator.Prefix deletes the keys of user_1
+// and no key of user_10 (nor of ids that start like user_1), on a real
+// server and a cluster, also after the namespace moved to a new
+// generation.
+func TestInvalidatePrefixWithKeyGeneratorPrefix(t *testing.T) {
+	t.Parallel()
+	eachTopology(t, func(t *testing.T, e topo) {
+		ctx := t.Context()
+		c := e.client(t, rediscache.Options{Prefix: "app"})
+		g := rediscache.NewKeyGenerator(rediscache.V1)
+		var own, others []string
+		for _, status := range []string{"", "pending", "done"} {
+			for offset := range 20 {
+				own = append(own, g.UserTasksKey("user_1", status, 20, offset*20))
+				for _, user := range []string{"user_10", "user_1:x", "user_1*", "user_", "user_2"} {
+					others = append(others, g.UserTasksKey(user, status, 20, offset*20))
+				}
+			}
+		}
+		others = append(others,
+			g.Key(rediscache.NamespaceTasks, "user_tasks", "user_1"), // exactly the parts: not under the prefix
+			g.TaskKey("user_1"),
+			rediscache.NewKeyGenerator(rediscache.V2).UserTasksKey("user_1", "", 20, 0),
+			g.Key(rediscache.NamespaceConversations, "user_tasks", "user_1", "x"),
+		)
+		prefix := g.Prefix(rediscache.NamespaceTasks, "user_tasks", "user_1")
+		check := func(t *testing.T) {
+			t.Helper()
+			for _, k := range append(slices.Clone(own), others...) {
+				require.NoError(t, c.Set(ctx, k, k, time.Hour))
+			}
+			n, err := c.InvalidatePrefix(ctx, prefix)
+			require.NoError(t, err)
+			assert.Equal(t, int64(len(own)), n, "deleted")
+			for _, k := range own {
+				_, err := rediscache.Get[string](ctx, c, k)
+				assert.ErrorIs(t, err, rediscache.ErrCacheMiss, k)
+			}
+			for _, k := range others {
+				v, err := rediscache.Get[string](ctx, c, k)
+				if assert.NoError(t, err, k) {
+					assert.Equal(t, k, v)
+				}
+			}
+		}
+		check(t)
+		_, err := c.InvalidateNamespace(ctx, rediscache.NamespaceTasks)
+		require.NoError(t, err)
+		check(t)
 	})
 }
 
@@ -659,6 +776,20 @@ func FuzzKeyGenerator(f *testing.F) {
 		sameList := nsA == nsB && slices.Equal(partsA, partsB)
 		if sameList != (keyA == keyB) {
 			t.Fatalf("(%q, %q) and (%q, %q) give keys %q and %q", nsA, partsA, nsB, partsB, keyA, keyB)
+		}
+
+		// (d) a key is under the Prefix of a list exactly when that list is
+		// its namespace and a proper leading part of its parts.
+		for _, c := range []struct {
+			key          string
+			ns, pns      rediscache.Namespace
+			parts, pfxOf []string
+		}{{keyA, nsA, nsB, partsA, partsB}, {keyB, nsB, nsA, partsB, partsA}} {
+			p := g.Prefix(c.pns, c.pfxOf...)
+			want := c.ns == c.pns && len(c.parts) > len(c.pfxOf) && slices.Equal(c.parts[:len(c.pfxOf)], c.pfxOf)
+			if got := strings.HasPrefix(c.key, p); got != want {
+				t.Fatalf("key %q of (%q, %q) under Prefix(%q, %q) = %q: %v, want %v", c.key, c.ns, c.parts, c.pns, c.pfxOf, p, got, want)
+			}
 		}
 	})
 }

@@ -40,7 +40,7 @@
 //	rediscache_redis_used_memory_bytes             gauge    Redis used_memory (summed over cluster masters)
 //	rediscache_redis_max_memory_bytes              gauge    Redis maxmemory, 0 = no limit (summed over masters)
 //	rediscache_redis_connected_clients             gauge    Redis connected_clients (summed over masters)
-//	rediscache_keys                                gauge    keys under the Client's Prefix (DBSIZE without a Prefix)
+//	rediscache_keys                                gauge    keys under the Client's Prefix (DBSIZE without a Prefix); only with Options.HealthCountKeys
 //	rediscache_redis_ping_seconds                  gauge    PING round trip of the latest health check (slowest master)
 //
 // The namespace label is the first ":"-separated segment of a logical key;
@@ -58,6 +58,13 @@
 // The Redis-side gauges (rediscache_redis_*, rediscache_keys) are absent
 // until the first health check has run, and all but rediscache_redis_up are
 // absent while Redis is unhealthy (a failed check has no figures to report).
+//
+// rediscache_keys is exported only when the health check counted the keys,
+// that is when the Client has [rediscache.Options.HealthCountKeys] set and
+// the count succeeded. By default a health check is PING, INFO and DBSIZE
+// per master, so a scrape costs the same with 0 or 1,000,000 keys in Redis;
+// the count is a SCAN of the whole database, one round trip per 1,000 keys,
+// whosever they are.
 package rediscacheprom
 
 import (
@@ -110,10 +117,12 @@ type CollectorOptions struct {
 	// gauges are then not exported.
 	HealthInterval time.Duration
 
-	// HealthTimeout bounds one health check: PING, INFO, DBSIZE and, with a
-	// Prefix, a SCAN count of the Client's keys, which takes one round trip
-	// per 1000 keys of the database: raise it for a large keyspace, or the
-	// check times out and reports Redis down. Default 2s.
+	// HealthTimeout bounds one health check: PING, INFO and DBSIZE per
+	// master and, when the Client has Options.HealthCountKeys set, a SCAN
+	// count of its keys, which takes one round trip per 1,000 keys of the
+	// database (the Client's or not): with that option on a large keyspace,
+	// raise it, or the count times out and rediscache_keys is left out.
+	// Default 2s.
 	HealthTimeout time.Duration
 }
 
@@ -229,7 +238,7 @@ func NewCollector(c *rediscache.Client, opts *CollectorOptions) *Collector {
 		usedMemory:       desc("redis_used_memory_bytes", "Redis used_memory, summed over cluster masters, at the latest health check."),
 		maxMemory:        desc("redis_max_memory_bytes", "Redis maxmemory (0 means no limit), summed over cluster masters, at the latest health check."),
 		connectedClients: desc("redis_connected_clients", "Redis connected_clients, summed over cluster masters, at the latest health check."),
-		keys:             desc("keys", "Keys under the Client's Prefix (the database size without a Prefix) at the latest health check."),
+		keys:             desc("keys", "Keys under the Client's Prefix (the database size without a Prefix) at the latest health check; exported only with Options.HealthCountKeys."),
 		ping:             desc("redis_ping_seconds", "PING round trip of the latest health check (the slowest master on a cluster)."),
 	}
 }
@@ -401,6 +410,8 @@ func (col *Collector) collectHealth(ch chan<- prometheus.Metric, h rediscache.He
 	gauge(col.usedMemory, float64(h.UsedMemory))
 	gauge(col.maxMemory, float64(h.MaxMemory))
 	gauge(col.connectedClients, float64(h.ConnectedClients))
-	gauge(col.keys, float64(h.Keys))
+	if h.Keys >= 0 { // -1: not counted (Options.HealthCountKeys off) or the count failed
+		gauge(col.keys, float64(h.Keys))
+	}
 	gauge(col.ping, h.Latency.Seconds())
 }

@@ -101,7 +101,7 @@ func knownSequence(t *testing.T, c *rediscache.Client) {
 
 func TestCollectAndCompare(t *testing.T) {
 	addr := startRedis(t, "--maxmemory", "64mb")
-	c := newClient(t, addr, rediscache.Options{Prefix: "t"})
+	c := newClient(t, addr, rediscache.Options{Prefix: "t", HealthCountKeys: true})
 	knownSequence(t, c)
 	col := NewCollector(c, &CollectorOptions{ConstLabels: prometheus.Labels{"client": "test"}})
 
@@ -140,7 +140,7 @@ rediscache_redis_up{client="test"} 1
 # HELP rediscache_redis_max_memory_bytes Redis maxmemory (0 means no limit), summed over cluster masters, at the latest health check.
 # TYPE rediscache_redis_max_memory_bytes gauge
 rediscache_redis_max_memory_bytes{client="test"} 6.7108864e+07
-# HELP rediscache_keys Keys under the Client's Prefix (the database size without a Prefix) at the latest health check.
+# HELP rediscache_keys Keys under the Client's Prefix (the database size without a Prefix) at the latest health check; exported only with Options.HealthCountKeys.
 # TYPE rediscache_keys gauge
 rediscache_keys{client="test"} 3
 `
@@ -175,7 +175,7 @@ rediscache_keys{client="test"} 3
 
 func TestCollectAndLint(t *testing.T) {
 	addr := startRedis(t)
-	c := newClient(t, addr, rediscache.Options{Prefix: "lint"})
+	c := newClient(t, addr, rediscache.Options{Prefix: "lint", HealthCountKeys: true})
 	knownSequence(t, c)
 	col := NewCollector(c, &CollectorOptions{ConstLabels: prometheus.Labels{"client": "lint"}})
 	problems, err := testutil.CollectAndLint(col)
@@ -195,7 +195,7 @@ func TestCollectAndLint(t *testing.T) {
 }
 
 // exportedNames are every metric family the collector exports while Redis
-// is healthy.
+// is healthy and the Client counts its keys (Options.HealthCountKeys).
 var exportedNames = []string{
 	"rediscache_requests_total", "rediscache_sets_total", "rediscache_deletes_total",
 	"rediscache_operation_duration_seconds",
@@ -380,7 +380,7 @@ rediscache_breaker_state -1
 
 func TestHealthIsCached(t *testing.T) {
 	addr := startRedis(t)
-	c := newClient(t, addr, rediscache.Options{Prefix: "cached"})
+	c := newClient(t, addr, rediscache.Options{Prefix: "cached", HealthCountKeys: true})
 	ctx := context.Background()
 	if err := c.Set(ctx, "tasks:v1:1", 1, time.Minute); err != nil {
 		t.Fatal(err)
@@ -658,7 +658,7 @@ func TestDashboardIsValid(t *testing.T) {
 // queries (in panels and template variables) is one the collector exports.
 func TestDashboardMetricsAreExported(t *testing.T) {
 	addr := startRedis(t)
-	c := newClient(t, addr, rediscache.Options{Prefix: "dash"})
+	c := newClient(t, addr, rediscache.Options{Prefix: "dash", HealthCountKeys: true})
 	knownSequence(t, c)
 	exported := gather(t, NewCollector(c, &CollectorOptions{ConstLabels: prometheus.Labels{"client": "dash"}}))
 	histograms := map[string]bool{}
