@@ -384,22 +384,6 @@ func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
 	return b, err
 }
 
-// getBytes runs GET on stored key k with retries and counts misses and
-// Redis errors; the caller counts the hit once the bytes decode.
-func (c *Client) getBytes(ctx context.Context, op, key, k string) ([]byte, error) {
-	b, err := c.get(ctx, k)
-	switch {
-	case err == nil:
-		return b, nil
-	case errors.Is(err, redis.Nil):
-		c.ctr.miss(key)
-		return nil, ErrCacheMiss
-	default:
-		c.ctr.fail(key)
-		return nil, opErr(op, key, err)
-	}
-}
-
 // marshal validates and encodes a value's payload, checking that its
 // envelope with tags tags fits MaxValueSize.
 func (c *Client) marshal(value any, tags []string) ([]byte, error) {

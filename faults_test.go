@@ -445,7 +445,11 @@ func TestFaultBatchRetryKeepsBreakerClosed(t *testing.T) {
 	t.Cleanup(func() { _ = rdb.Close() })
 	hook := &failFirstMGet{}
 	rdb.AddHook(hook)
-	c := newFaultClient(t, rediscache.Options{Redis: rdb, Prefix: "bb"})
+	// No generations: their refresh (an HMGET every GenerationTTL/2) is a
+	// success the hook lets through, which rightly resets the breaker's
+	// count of consecutive failures, so a slow run (-race) would never
+	// reach five in a row.
+	c := newFaultClient(t, rediscache.Options{Redis: rdb, Prefix: "bb", GenerationTTL: -1})
 	ctx := t.Context()
 
 	const n = 2500 // 5 chunks of 500 keys

@@ -63,16 +63,30 @@ const DefaultGenerationTTL = time.Second
 var ErrGenerationUnknown = errors.New("rediscache: namespace generation unknown")
 
 // genView is an immutable snapshot of the generations: the epoch, the
-// namespaces invalidated so far, and the counter it is current with.
+// namespaces invalidated so far, and the counter it is current with. The
+// namespaces are a base map and a small map of the latest changes over
+// it, so applying an invalidation copies the small map only, and the base
+// is rebuilt once every genRecentMax changes: with 20,000 namespaces an
+// invalidation costs no copy of 20,000 entries.
 type genView struct {
-	epoch uint64
-	gens  map[string]uint64
-	seq   int64
+	epoch  uint64
+	base   map[string]uint64
+	recent map[string]uint64 // newer than base where both hold a namespace
+	seq    int64
 }
+
+// genRecentMax is how many namespaces genView.recent holds before merge
+// folds them into a new base.
+const genRecentMax = 256
 
 // of returns the generation of namespace ns.
 func (v *genView) of(ns string) uint64 {
-	if gen, ok := v.gens[ns]; ok {
+	if len(v.recent) > 0 {
+		if gen, ok := v.recent[ns]; ok {
+			return gen
+		}
+	}
+	if gen, ok := v.base[ns]; ok {
 		return gen
 	}
 	return v.epoch
@@ -96,6 +110,8 @@ type generations struct {
 	log  string // stored key of the log
 	view atomic.Pointer[genView]
 	due  atomic.Int32 // genFresh, genAging or genExpired
+
+	mergeMu sync.Mutex // serialises merge
 
 	mu      sync.Mutex // guards epoch, timers, stopped, run, lastErr
 	epoch   uint64     // counts refreshes; a timer of an older one does nothing
@@ -366,7 +382,7 @@ func (g *generations) readAll(ctx context.Context, seq int64, epoch uint64) erro
 		return nil
 	}
 	// A new epoch: what this Client knew belongs to a hash that is gone.
-	for !g.view.CompareAndSwap(old, &genView{epoch: epoch, gens: gens, seq: seq}) {
+	for !g.view.CompareAndSwap(old, &genView{epoch: epoch, base: gens, seq: seq}) {
 		old = g.view.Load()
 	}
 	return nil
@@ -376,16 +392,32 @@ func (g *generations) readAll(ctx context.Context, seq int64, epoch uint64) erro
 // never goes back: generations only grow) and the counter moved to seq if
 // that is further.
 func (g *generations) merge(gens map[string]uint64, seq int64) {
+	g.mergeMu.Lock() // merges one at a time: a lost CompareAndSwap would copy again
+	defer g.mergeMu.Unlock()
 	for {
 		cur := g.view.Load()
-		next := &genView{epoch: cur.epoch, gens: make(map[string]uint64, len(cur.gens)+len(gens)), seq: max(cur.seq, seq)}
-		for ns, gen := range cur.gens {
-			next.gens[ns] = gen
+		next := &genView{epoch: cur.epoch, base: cur.base, seq: max(cur.seq, seq)}
+		if len(cur.recent)+len(gens) <= genRecentMax {
+			next.recent = make(map[string]uint64, len(cur.recent)+len(gens))
+			for ns, gen := range cur.recent {
+				next.recent[ns] = gen
+			}
+			for ns, gen := range gens {
+				next.recent[ns] = max(cur.of(ns), gen)
+			}
+		} else { // fold everything into a new base
+			next.base = make(map[string]uint64, len(cur.base)+len(cur.recent)+len(gens))
+			for ns, gen := range cur.base {
+				next.base[ns] = gen
+			}
+			for ns, gen := range cur.recent {
+				next.base[ns] = max(next.base[ns], gen)
+			}
+			for ns, gen := range gens {
+				next.base[ns] = max(next.base[ns], gen)
+			}
 		}
-		for ns, gen := range gens {
-			next.gens[ns] = max(next.gens[ns], gen)
-		}
-		if g.view.CompareAndSwap(cur, next) {
+		if g.view.CompareAndSwap(cur, next) { // only a new epoch races us
 			return
 		}
 	}

@@ -164,7 +164,8 @@ type Options struct {
 	// EarlyRefreshBeta is the XFetch beta of probabilistic early refresh: a
 	// GetOrLoad hit refreshes the entry in the background with a probability
 	// that grows as expiry nears, weighted by how long the last load took.
-	// Larger refreshes earlier. Default 1.0; -1 disables.
+	// Larger refreshes earlier. 0 means the default 1.0; any negative value
+	// (-1 by convention) disables it.
 	EarlyRefreshBeta float64
 
 	// BreakerFailures is how many consecutive Redis outage errors (network,

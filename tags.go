@@ -1,13 +1,11 @@
 package rediscache
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -356,18 +354,3 @@ func (c *Client) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	return nil
 }
-
-// tagsEqual reports whether a tags section records exactly the tags of a
-// call (sorted), so a read can use the versions it fetched for them.
-func tagsEqual(section []byte, tags []string) bool {
-	i, same := 0, true
-	eachTag(section, func(t []byte, _ uint64) bool {
-		same = i < len(tags) && bytes.Equal(t, []byte(tags[i]))
-		i++
-		return same
-	})
-	return same && i == len(tags)
-}
-
-// parseVersion reads a tag version reply.
-func parseVersion(s string) (uint64, error) { return strconv.ParseUint(s, 10, 64) }
