@@ -24,7 +24,7 @@ var healthCommands = []string{"ping", "info", "dbsize", "scan"}
 // startPopulated starts a redis-server, writes ownKeys keys under Prefix
 // "app" through a Client, and with DEBUG POPULATE unrelated keys
 // "other:N" outside it.
-func startPopulated(t *testing.T, unrelated, ownKeys int) (*redistest.Server, *redis.Client) {
+func startPopulated(t testing.TB, unrelated, ownKeys int) (*redistest.Server, *redis.Client) {
 	t.Helper()
 	srv := redistest.Start(t, "--enable-debug-command", "local")
 	raw := srv.Client(t)
@@ -217,4 +217,26 @@ func TestHealthCountKeys(t *testing.T) {
 			assert.Equal(t, tt.own, n, "CountPrefix")
 		})
 	}
+}
+
+// BenchmarkHealthCheckKeyspace reports a HealthCheck on a server holding
+// only the Client's 1,000 keys and on one with 200,000 unrelated keys
+// more, alternated call by call: the ratio is what the unrelated keys cost
+// (nothing, without HealthCountKeys).
+func BenchmarkHealthCheckKeyspace(b *testing.B) {
+	ctx := b.Context()
+	check := func(srv *redistest.Server) func() error {
+		c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "app", HealthCheckInterval: -1})
+		require.NoError(b, err)
+		b.Cleanup(func() { _ = c.Close() })
+		return func() error {
+			if h := c.HealthCheck(ctx); !h.Healthy {
+				return h.Err
+			}
+			return nil
+		}
+	}
+	empty, _ := startPopulated(b, 0, 1000)
+	full, _ := startPopulated(b, unrelatedKeys, 1000)
+	runPaired(b, "empty", check(empty), "200k", check(full))
 }
