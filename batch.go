@@ -569,7 +569,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 	b.quiet = true            // counted here, once the tags are checked
 	get, idx := b, []int(nil) // with LocalCache, get holds only the keys not kept locally: keys[idx[j]]
 	if c.near != nil {
-		g.marks = make([]nearMark, len(keys))
+		g.marks, g.fresh = make([]nearMark, len(keys)), make([]bool, len(keys))
 		for i, k := range b.ks {
 			g.marks[i] = c.near.mark(k)
 		}
@@ -622,7 +622,9 @@ type getMany[T any] struct {
 	vals    []T
 	found   []bool
 	envs    []envelope // of found entries that carry tags: checked by checkTags
-	fresh   []int      // found entries read from Redis, to keep in the near cache
+	// fresh marks the found entries read from Redis, to keep in the near
+	// cache: one flag per key, since the chunks of a batch decode at once.
+	fresh []bool
 }
 
 // takeKept takes the kept value of key i, if it is a T of the current
@@ -664,7 +666,7 @@ func (g *getMany[T]) decode(ctx context.Context, i int, p []byte) error {
 	g.found[i], g.envs[i] = true, e
 	if c.near != nil {
 		g.envs[i].tags = bytes.Clone(e.tags)
-		g.fresh = append(g.fresh, i)
+		g.fresh[i] = true
 	}
 	return nil
 }
@@ -716,8 +718,8 @@ func (g *getMany[T]) checkTags(ctx context.Context, known tagVersions) error {
 		err = opErr("getmany", "", err)
 	}
 	if g.c.near != nil {
-		for _, i := range g.fresh {
-			if g.found[i] {
+		for i, fresh := range g.fresh {
+			if fresh && g.found[i] {
 				g.c.near.store(g.b.ks[i], g.c.nearEntryOf(g.envs[i], g.vals[i]), g.marks[i])
 			}
 		}

@@ -476,3 +476,31 @@ func commandStats(t *testing.T, raw *redis.Client) map[string]cmdStat {
 	}
 	return out
 }
+
+// A GetMany with LocalCache over several chunks (500 keys each, decoded
+// at once) keeps every key it read from Redis: the second call answers
+// them all from the near cache, with the same values, and sends nothing.
+func TestNearCacheGetManyChunks(t *testing.T) {
+	t.Parallel()
+	e := newRealEnv(t)
+	c := e.client(t, rediscache.Options{Prefix: "chunks", LocalCache: true})
+	ctx := t.Context()
+	const n = 2_000
+	items := make(map[string]int, n)
+	keys := make([]string, 0, n)
+	for i := range n {
+		k := fmt.Sprintf("tasks:v1:%d", i)
+		items[k] = i
+		keys = append(keys, k)
+	}
+	require.NoError(t, rediscache.SetMany(ctx, c, items, time.Hour))
+	first, err := rediscache.GetMany[int](ctx, c, keys)
+	require.NoError(t, err)
+	require.Equal(t, items, first)
+	require.NoError(t, e.raw.ConfigResetStat(ctx).Err())
+	second, err := rediscache.GetMany[int](ctx, c, keys)
+	require.NoError(t, err)
+	require.Equal(t, items, second)
+	stats := commandStats(t, e.raw)
+	assert.Zero(t, stats["mget"].calls+stats["get"].calls, "the second GetMany read Redis")
+}
