@@ -455,7 +455,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 		for j, i := range idx {
 			cmds[j] = pipe.Get(ctx, b.ks[i])
 		}
-		_, _ = pipe.Exec(ctx) // the first error; each command's own is read below
+		_, _ = execPipe(ctx, pipe) // the first error; each command's own is read below
 		for j, cmd := range cmds {
 			s, err := cmd.Result()
 			switch {
@@ -473,17 +473,30 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 // set writes vals[i] at every key of b with SET PX ttls[i], in pipelines.
 func (b *batch) set(ctx context.Context, vals [][]byte, ttls []time.Duration) {
 	c := b.c
+	counted := c.countsDeletes()
 	b.run(ctx, func(ctx context.Context, idx []int, errs []error) {
 		pipe := c.rdb.Pipeline()
+		bumps := 0
+		if counted { // before the SETs: a SET that ran has bumped (batchguard.go)
+			ks := make([]string, len(idx))
+			for j, i := range idx {
+				ks[j] = b.ks[i]
+			}
+			c.bumpDeletes(ctx, pipe, ks)
+			bumps = pipe.Len()
+		}
 		cmds := make([]*redis.StatusCmd, len(idx))
 		for j, i := range idx {
 			cmds[j] = redis.NewStatusCmd(ctx, "set", b.ks[i], vals[i], "px", ttls[i].Milliseconds())
 			_ = pipe.Process(ctx, cmds[j])
 		}
-		_, _ = pipe.Exec(ctx)
+		all, _ := execPipe(ctx, pipe)
+		berr := bumpErr(all[:min(bumps, len(all))])
 		for j, cmd := range cmds {
 			if errs[j] = cmd.Err(); errs[j] == nil {
-				c.ctr.set(b.keys[idx[j]])
+				if errs[j] = berr; berr == nil {
+					c.ctr.set(b.keys[idx[j]])
+				}
 			}
 		}
 	})
@@ -492,7 +505,7 @@ func (b *batch) set(ctx context.Context, vals [][]byte, ttls []time.Duration) {
 // unlinkSend deletes stored keys ks[i] on rdb and adds the number deleted
 // to n: one multi-key UNLINK per chunk when multi (one server, no slots),
 // else a pipeline of single-key UNLINKs (keys in different slots). With
-// bump, the same round trip bumps the keys' delete counters (see
+// bump, the same round trip bumps the keys' write counters (see
 // batchguard.go).
 func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bump func(context.Context, redis.Pipeliner, []string)) sendFunc {
 	return func(ctx context.Context, idx []int, errs []error) {
@@ -501,6 +514,10 @@ func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bum
 			keys[j] = ks[i]
 		}
 		pipe := rdb.Pipeline()
+		if bump != nil { // before the UNLINKs: an UNLINK that ran has bumped
+			bump(ctx, pipe, keys)
+		}
+		bumps := pipe.Len()
 		var cmds []*redis.IntCmd
 		if multi {
 			cmds = []*redis.IntCmd{pipe.Unlink(ctx, keys...)}
@@ -510,14 +527,12 @@ func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bum
 				cmds[j] = pipe.Unlink(ctx, k)
 			}
 		}
-		if bump != nil {
-			bump(ctx, pipe, keys)
-		}
-		all, _ := pipe.Exec(ctx) // each command's own result is read
+		all, _ := execPipe(ctx, pipe) // each command's own result is read
+		berr := bumpErr(all[:min(bumps, len(all))])
 		if multi {
 			d, err := cmds[0].Result()
 			if err == nil {
-				err = bumpErr(all[1:])
+				err = berr
 			}
 			if err != nil {
 				for j := range errs {
@@ -528,7 +543,6 @@ func unlinkSend(rdb redis.Cmdable, multi bool, ks []string, n *atomic.Int64, bum
 			n.Add(d)
 			return
 		}
-		berr := bumpErr(all[len(cmds):])
 		for j, cmd := range cmds {
 			d, err := cmd.Result()
 			if errs[j] = err; err == nil {

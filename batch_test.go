@@ -80,7 +80,7 @@ func (e topo) dbsize(t testing.TB) int64 {
 }
 
 // userKeys is keys without the bookkeeping keys (a NUL byte in the key:
-// namespace generations, delete counters).
+// namespace generations, write counters).
 func (e topo) userKeys(t testing.TB) map[string]bool {
 	t.Helper()
 	all := e.keys(t)

@@ -6,25 +6,29 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"strconv"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
-// Delete counters guard GetManyOrLoad's stores on one server (standalone
+// Write counters guard GetManyOrLoad's stores on one server (standalone
 // or Sentinel), where writing a lease into every missing key of a batch
-// (as a cluster does) would double the batch's cost. A key that missed
-// can be invalidated while its load runs in two ways: written (Set, a
-// store: then a store with NX finds it present), or deleted while absent,
-// which leaves no trace in the key. So every Delete and DeleteMany also
-// bumps a counter of the key's bucket, and InvalidatePrefix and ClearAll a
-// counter of all keys, in one hash:
+// (as a cluster does) would cost the batch half again. A key that missed
+// can be invalidated while its load runs, and the invalidation may leave
+// no trace in the key by the time the load stores: a Delete, or a Set
+// whose value expired or was evicted meanwhile. So every invalidating
+// write of a key (Set, SetMany, MSet, Increment, Delete, DeleteMany) also
+// bumps a counter of the key's bucket, before it writes, and
+// InvalidatePrefix and ClearAll a counter of all keys, in one hash:
 //
 //	Prefix + ":" + "\x00dels"   field "all", and "b0" ... "b1023" by key hash
 //
 // A batch load reads the counters of its missing keys before calling the
-// loader, and stores each key (SET NX) only if its counters are unchanged,
-// in one script per 500 keys. Counters grow by a random amount, so a
-// counter lost and bumped again never comes back to an old value.
+// loader (creating "all" if it is missing), and stores each key (SET NX)
+// only if its counters are unchanged. Counters grow by a random amount, so
+// a counter lost and bumped again never comes back to an old value, and a
+// lost hash (a restart, an eviction) refuses every store in flight: "all"
+// was there when they read it.
 const (
 	delHashName = "\x00dels"
 	delAll      = "all"
@@ -53,12 +57,13 @@ func delBucket(k string) int {
 // returns to an old value after the hash is lost.
 func delBump() int64 { return 1 + mrand.Int64N(1<<30) }
 
-// countsDeletes reports whether this Client keeps delete counters (one
+// countsDeletes reports whether this Client keeps write counters (one
 // server: see above).
 func (c *Client) countsDeletes() bool { return c.single() }
 
 // bumpDeletes queues, on pipe, a bump of the counter of every bucket of
-// stored keys ks.
+// stored keys ks. A write queues it before the write itself, so a write
+// that ran has always bumped.
 func (c *Client) bumpDeletes(ctx context.Context, pipe redis.Pipeliner, ks []string) {
 	var seen [delBuckets]bool
 	for _, k := range ks {
@@ -82,7 +87,7 @@ func (c *Client) bumpAll(ctx context.Context) error {
 	return err
 }
 
-// deleteCounts is what a batch load read of the delete counters: the
+// deleteCounts is what a batch load read of the write counters: the
 // counter of all keys and of each bucket ("" for none), and which buckets
 // were read.
 type deleteCounts struct {
@@ -117,16 +122,20 @@ func (c *Client) readDeletes(ctx context.Context, own []*keyLoad) *deleteCounts 
 		return nil
 	}
 	start := mono()
-	// A pipeline: go-redis's client-side cache never answers it.
+	// A pipeline: go-redis's client-side cache never answers it. "all" is
+	// created if missing, so a hash lost before the store is seen.
 	pipe := c.rdb.Pipeline()
+	pipe.HSetNX(ctx, c.pfx+delHashName, delAll, delBump())
 	cmd := pipe.HMGet(ctx, c.pfx+delHashName, fields...)
-	_, _ = pipe.Exec(ctx)
+	_, _ = execPipe(ctx, pipe)
 	vals, err := cmd.Result()
 	c.observeOp(opBatch, "", start, err)
 	if err != nil || len(vals) != len(fields) {
 		return nil
 	}
-	counts.all, _ = vals[0].(string)
+	if counts.all, _ = vals[0].(string); counts.all == "" {
+		return nil // not created (Redis refusing writes): load, don't store
+	}
 	for j, b := range buckets {
 		counts.bucket[b], _ = vals[1+j].(string)
 	}
@@ -138,7 +147,7 @@ func (c *Client) readDeletes(ctx context.Context, own []*keyLoad) *deleteCounts 
 }
 
 // storeAbsent stores part (keys that missed) on one server, guarded by
-// the delete counters read before the load: an optimistic transaction
+// the write counters read before the load: an optimistic transaction
 // (WATCH the counters, read them, MULTI/EXEC the SET NX PX of the keys
 // whose counters are unchanged), which costs Redis what plain SETs cost;
 // when a delete lands between WATCH and EXEC (EXEC refused), one script
@@ -266,14 +275,42 @@ func (c *Client) storeAbsentScripted(ctx context.Context, counts *deleteCounts, 
 // load can store either.
 func (c *Client) unlinkCounted(ctx context.Context, k string) (int64, error) {
 	pipe := c.one.Pipeline()
-	unlink := pipe.Unlink(ctx, k)
 	c.bumpDeletes(ctx, pipe, []string{k})
-	cmds, _ := pipe.Exec(ctx)
+	unlink := pipe.Unlink(ctx, k)
+	cmds, _ := execPipe(ctx, pipe)
 	n, err := unlink.Result()
 	if err != nil {
 		return 0, err
 	}
-	return n, bumpErr(cmds[1:])
+	return n, bumpErr(cmds[:1])
+}
+
+// setCounted is SET PX of one stored key on a Client that counts writes:
+// the bump of its bucket's counter and the SET in one pipeline.
+func (c *Client) setCounted(ctx context.Context, k string, b []byte, ttl time.Duration) (string, error) {
+	pipe := c.one.Pipeline()
+	c.bumpDeletes(ctx, pipe, []string{k})
+	set := pipe.Set(ctx, k, b, ttl)
+	cmds, _ := execPipe(ctx, pipe)
+	s, err := set.Result()
+	if err != nil {
+		return s, err
+	}
+	return s, bumpErr(cmds[:1])
+}
+
+// incrCounted is INCRBY of one stored key on a Client that counts writes:
+// the bump of its bucket's counter and the INCRBY in one pipeline.
+func (c *Client) incrCounted(ctx context.Context, k string, delta int64) (int64, error) {
+	pipe := c.one.Pipeline()
+	c.bumpDeletes(ctx, pipe, []string{k})
+	incr := pipe.IncrBy(ctx, k, delta)
+	cmds, _ := execPipe(ctx, pipe)
+	n, err := incr.Result()
+	if err != nil {
+		return n, err
+	}
+	return n, bumpErr(cmds[:1])
 }
 
 // bumpErr is the first error of counter bumps that is not Redis refusing

@@ -317,7 +317,7 @@ func (c *Client) getTagged(ctx context.Context, k string, tags []string) ([]byte
 		for i, t := range tags {
 			cmds[i] = pipe.Get(ctx, c.tagKey(t))
 		}
-		_, _ = pipe.Exec(ctx)
+		_, _ = execPipe(ctx, pipe)
 		var r result
 		r.vers = make(tagVersions, len(tags))
 		for i, cmd := range cmds {
@@ -374,7 +374,7 @@ func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
 	read := func(ctx context.Context) ([]byte, error) {
 		pipe := c.one.Pipeline()
 		get := pipe.Get(ctx, k)
-		_, _ = pipe.Exec(ctx)
+		_, _ = execPipe(ctx, pipe)
 		return get.Bytes()
 	}
 	b, err := read(ctx)
@@ -454,12 +454,14 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 		c.near.written(k)
 		defer c.near.written(k)
 	}
+	set := func(ctx context.Context) (string, error) { return c.one.Set(ctx, k, b, ttl).Result() }
+	if c.countsDeletes() {
+		set = func(ctx context.Context) (string, error) { return c.setCounted(ctx, k, b, ttl) }
+	}
 	start := mono()
-	_, err := c.one.Set(ctx, k, b, ttl).Result()
+	_, err := set(ctx)
 	if err != nil {
-		_, err = retry(ctx, c, idempotent, "", err, func(ctx context.Context) (string, error) {
-			return c.one.Set(ctx, k, b, ttl).Result()
-		})
+		_, err = retry(ctx, c, idempotent, "", err, set)
 	}
 	c.observeOp(opSet, k, start, err)
 	if err != nil {
@@ -545,7 +547,15 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 	c.nearWritten([]string{k})
 	defer c.nearWritten([]string{k})
 	incr := func(ctx context.Context) (int64, error) {
-		n, err := c.one.IncrBy(ctx, k, delta).Result()
+		var (
+			n   int64
+			err error
+		)
+		if c.countsDeletes() {
+			n, err = c.incrCounted(ctx, k, delta)
+		} else {
+			n, err = c.one.IncrBy(ctx, k, delta).Result()
+		}
 		if err != nil && redis.HasErrorPrefix(err, "ERR value is not an integer") {
 			// Maybe a lease: the script replaces it, or fails the same way.
 			return runScript(ctx, c.one, incrOverLeaseScript, []string{k}, delta)

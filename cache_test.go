@@ -45,10 +45,10 @@ func TestSetGetRoundTrip(t *testing.T) {
 		assert.Equal(t, want, dst)
 
 		// Stored at exactly Prefix:key and nowhere else, beside the Prefix's
-		// namespace generations.
+		// namespace generations and write counters (batchguard.go).
 		keys, err := e.raw.Keys(ctx, "*").Result()
 		require.NoError(t, err)
-		assert.ElementsMatch(t, []string{"myapp:tasks:v1:task_123", "myapp:\x00{gens}"}, keys)
+		assert.ElementsMatch(t, []string{"myapp:tasks:v1:task_123", "myapp:\x00{gens}", "myapp:\x00dels"}, keys)
 		assert.Equal(t, "myapp:tasks:v1:task_123", c.StorageKey(key))
 	})
 }

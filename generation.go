@@ -279,7 +279,7 @@ func (g *generations) readHead(ctx context.Context) (seq int64, epoch uint64, er
 		start := mono()
 		pipe := c.rdb.Pipeline()
 		cmd := pipe.HMGet(ctx, g.hash, genSeqField, genEpochField)
-		_, perr := pipe.Exec(ctx)
+		_, perr := execPipe(ctx, pipe)
 		vals, err := cmd.Result()
 		if err == nil && len(vals) != 2 {
 			err = cmp.Or(perr, fmt.Errorf("rediscache: HMGET returned %d values", len(vals)))
@@ -317,7 +317,7 @@ func (g *generations) readLog(ctx context.Context, from, to int64) error {
 	start := mono()
 	pipe := c.rdb.Pipeline()
 	cmd := pipe.LRange(ctx, g.log, -(to - from), -1)
-	_, perr := pipe.Exec(ctx)
+	_, perr := execPipe(ctx, pipe)
 	entries, err := cmd.Result()
 	if err == nil && perr != nil && !errors.Is(perr, redis.Nil) {
 		err = perr

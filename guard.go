@@ -3,6 +3,7 @@ package rediscache
 import (
 	"context"
 	"errors"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -111,7 +112,7 @@ func execGuarded(ctx context.Context, rdb redis.UniversalClient, cmds []*guarded
 	for _, g := range cmds {
 		g.queue(ctx, pipe)
 	}
-	_, _ = pipe.Exec(ctx) // each command's own result is read
+	_, _ = execPipe(ctx, pipe) // each command's own result is read
 	var again []*guardedCmd
 	for _, g := range cmds {
 		if err := g.cmd.Err(); err != nil && isNoScript(err) {
@@ -125,7 +126,7 @@ func execGuarded(ctx context.Context, rdb redis.UniversalClient, cmds []*guarded
 	for _, g := range again {
 		g.cmd = g.s.Eval(ctx, pipe, g.keys, g.args...)
 	}
-	_, _ = pipe.Exec(ctx)
+	_, _ = execPipe(ctx, pipe)
 }
 
 func isNoScript(err error) bool {
@@ -165,4 +166,20 @@ func (c *Client) every(d time.Duration, fn func(ctx context.Context) bool) (stop
 		t.Stop()
 		mu.Unlock()
 	}
+}
+
+// execPipe runs pipe and returns what Exec returns, with one fix: when the
+// pipeline failed as a whole on a Redis error that no command carries (a
+// connection that failed to initialise, such as WRONGPASS), go-redis
+// leaves every command without an error; execPipe sets that error on each,
+// so a command's own result never reads as a success it was not.
+func execPipe(ctx context.Context, pipe redis.Pipeliner) ([]redis.Cmder, error) {
+	cmds, err := pipe.Exec(ctx)
+	if err == nil || slices.ContainsFunc(cmds, func(cmd redis.Cmder) bool { return cmd.Err() != nil }) {
+		return cmds, err
+	}
+	for _, cmd := range cmds {
+		cmd.SetErr(err)
+	}
+	return cmds, err
 }

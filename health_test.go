@@ -38,7 +38,7 @@ func TestHealthCheckStandalone(t *testing.T) {
 	assert.Equal(t, int64(64<<20), h.MaxMemory)
 	assert.Positive(t, h.ConnectedClients)
 	assert.Equal(t, int64(-1), h.Keys, "not counted without HealthCountKeys")
-	assert.Equal(t, int64(12), h.DBSize, "10 keys, one outside the Prefix, the namespace generations")
+	assert.Equal(t, int64(13), h.DBSize, "10 keys, one outside the Prefix, the namespace generations, the write counters")
 	assert.Positive(t, h.Pool.TotalConns)
 	require.Len(t, h.Nodes, 1)
 	assert.Equal(t, srv.Addr(), h.Nodes[0].Addr)

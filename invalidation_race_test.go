@@ -128,7 +128,7 @@ type invalidation struct {
 	// setsValue: a Get afterwards returns v, else a miss. all: it
 	// invalidates every key of the Client, not only key, and allOne does
 	// so for a batch load in progress on one server (InvalidatePrefix
-	// bumps the delete counter of all keys there: see batchguard.go).
+	// bumps the write counter of all keys there: see batchguard.go).
 	setsValue, all, allOne bool
 }
 
@@ -158,6 +158,45 @@ var invalidations = []invalidation{
 	{"MSet", func(ctx context.Context, c *Client, key string, v int64) error {
 		return c.MSet(ctx, map[string][]byte{key: []byte(fmt.Sprint(v))}, time.Hour)
 	}, true, false, false}, // raw bytes "2": a counter, which Get[int64] reads
+	// A newer value that is gone again when the load stores, leaving no
+	// trace in the key: it expired (a short TTL, or a load slower than the
+	// writer's TTL), or Redis evicted it (maxmemory; here an UNLINK by
+	// someone else). The older value must not take its place.
+	{"Set that expires", func(ctx context.Context, c *Client, key string, v int64) error {
+		if err := Set(ctx, c, key, v, 20*time.Millisecond); err != nil {
+			return err
+		}
+		return gone(ctx, c, key)
+	}, false, false, false},
+	{"Set then eviction", func(ctx context.Context, c *Client, key string, v int64) error {
+		if err := Set(ctx, c, key, v, time.Hour); err != nil {
+			return err
+		}
+		sk, err := c.storageKey(key)
+		if err != nil {
+			return err
+		}
+		return c.rdb.Unlink(ctx, sk).Err()
+	}, false, false, false},
+}
+
+// gone waits until key's stored copy no longer exists in Redis.
+func gone(ctx context.Context, c *Client, key string) error {
+	sk, err := c.storageKey(key)
+	if err != nil {
+		return err
+	}
+	for {
+		n, err := c.rdb.Exists(ctx, sk).Result()
+		if err != nil || n == 0 {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
 }
 
 // checkAfter asserts what a Get of key returns after the invalidation to

@@ -425,7 +425,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 			readTags = c.queueTagVersions(ctx, pipe, lc.tags)
 		}
 		start := mono()
-		_, err := pipe.Exec(ctx)
+		_, err := execPipe(ctx, pipe)
 		if errors.Is(err, redis.Nil) {
 			err = nil
 		}
@@ -519,7 +519,7 @@ func (lc *loadCall[T]) wait(ctx context.Context, f *flight, deadline time.Time) 
 		// answer it from memory, so the poll sees Redis.
 		pipe := c.one.Pipeline()
 		get := pipe.Get(ctx, lc.k)
-		_, _ = pipe.Exec(ctx)
+		_, _ = execPipe(ctx, pipe)
 		b, err := get.Bytes()
 		switch {
 		case errors.Is(err, redis.Nil):

@@ -502,7 +502,7 @@ func (c *Client) leaseMany(ctx context.Context, ks, leases []string, ttl time.Du
 		for j := range cmds {
 			cmds[j] = pipe.SetNX(ctx, ks[lo+j], leases[lo+j], ttl)
 		}
-		_, err := pipe.Exec(ctx)
+		_, err := execPipe(ctx, pipe)
 		c.observeOp(opBatch, "", start, err)
 		for j, cmd := range cmds {
 			ok, err := cmd.Result()
@@ -513,7 +513,7 @@ func (c *Client) leaseMany(ctx context.Context, ks, leases []string, ttl time.Du
 }
 
 // guardedStore is one value a batch load stores under its guard: the
-// header the key must start with, or (absent) its delete counter.
+// header the key must start with, or (absent) its write counter.
 type guardedStore struct {
 	k, guard  string
 	absent    bool
@@ -525,7 +525,7 @@ type guardedStore struct {
 }
 
 // storeMany runs the guarded stores: the keys that missed on one server
-// with one script per 500 keys under the delete counters, the others
+// with one script per 500 keys under the write counters, the others
 // (leased, or replacing a value of ours) with one script per 500 keys on
 // one server, elsewhere a pipeline of single-key scripts per node.
 func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *deleteCounts) {
@@ -709,7 +709,7 @@ type keyLoad struct {
 
 	// The owner's: what the store must find at k, whether to take a lease
 	// first (the key missed), or on one server to store it absent under its
-	// delete counter (see batchguard.go), and the marks of the loader call
+	// write counter (see batchguard.go), and the marks of the loader call
 	// and the store.
 	guard               string
 	lease               bool

@@ -49,7 +49,7 @@ func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	pipe := c.rdb.Pipeline()
 	get := pipe.Get(ctx, k)
 	pttl := pipe.PTTL(ctx, k)
-	_, err = pipe.Exec(ctx)
+	_, err = execPipe(ctx, pipe)
 	if errors.Is(err, redis.Nil) {
 		err = nil
 	}

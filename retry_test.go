@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -71,8 +72,20 @@ type failHook struct {
 }
 
 func (h *failHook) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+// ProcessPipelineHook fails a whole pipeline that holds cmd, as a broken
+// connection would (a Client that counts writes pipelines INCRBY with the
+// bump of its counter).
 func (h *failHook) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
-	return next
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if !slices.ContainsFunc(cmds, func(cmd redis.Cmder) bool { return cmd.Name() == h.cmd }) || h.calls.Add(1) > h.n {
+			return next(ctx, cmds)
+		}
+		for _, cmd := range cmds {
+			cmd.SetErr(h.err)
+		}
+		return h.err
+	}
 }
 func (h *failHook) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {

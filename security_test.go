@@ -81,3 +81,43 @@ func TestACLScopedToPrefix(t *testing.T) {
 	assert.Equal(t, int64(1), n)
 	assert.NotErrorIs(t, admin.Get(ctx, "other:secret").Err(), redis.Nil)
 }
+
+// With a wrong password every call fails with Redis's WRONGPASS: none
+// reports a success (go-redis leaves a pipeline's commands without an
+// error when the connection fails to initialise) and nothing is written.
+func TestWrongPasswordFailsEveryCall(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := t.Context()
+	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "right").Err())
+	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Password: "wrong", Prefix: "pw", MaxRetries: -1})
+	require.NoError(t, err)
+	defer c.Close()
+	calls := []struct {
+		name string
+		do   func() error
+	}{
+		{"Set", func() error { return rediscache.Set(ctx, c, "k", 1, time.Minute) }},
+		{"SetMany", func() error { return rediscache.SetMany(ctx, c, map[string]int{"a": 1, "b": 2}, time.Minute) }},
+		{"MSet", func() error { return c.MSet(ctx, map[string][]byte{"a": []byte("1")}, time.Minute) }},
+		{"Delete", func() error { _, err := c.Delete(ctx, "k"); return err }},
+		{"DeleteMany", func() error { _, err := c.DeleteMany(ctx, []string{"a", "b"}); return err }},
+		{"Increment", func() error { _, err := c.Increment(ctx, "n", 1); return err }},
+		{"Get", func() error { _, err := rediscache.Get[int](ctx, c, "k"); return err }},
+		{"GetMany", func() error { _, err := rediscache.GetMany[int](ctx, c, []string{"a", "b"}); return err }},
+		{"MGet", func() error { _, err := c.MGet(ctx, []string{"a", "b"}); return err }},
+		{"InvalidatePrefix", func() error { _, err := c.InvalidatePrefix(ctx, "a"); return err }},
+	}
+	for _, call := range calls {
+		err := call.do()
+		if assert.Error(t, err, call.name) {
+			assert.ErrorContains(t, err, "WRONGPASS", call.name)
+			assert.NotErrorIs(t, err, rediscache.ErrCacheMiss, call.name)
+		}
+	}
+	require.NoError(t, admin.Do(ctx, "AUTH", "right").Err())
+	n, err := admin.DBSize(ctx).Result()
+	require.NoError(t, err)
+	assert.Zero(t, n, "nothing written")
+}

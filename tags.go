@@ -236,7 +236,7 @@ func (c *Client) readTagVersions(ctx context.Context, tags []string) (tagVersion
 	for i, t := range tags {
 		cmds[i] = pipe.Get(ctx, c.tagKey(t))
 	}
-	_, _ = pipe.Exec(ctx)
+	_, _ = execPipe(ctx, pipe)
 	for i, cmd := range cmds {
 		v, gerr := cmd.Uint64()
 		switch {
@@ -282,7 +282,7 @@ func (c *Client) writeTagVersions(ctx context.Context, tags []string) (tagVersio
 	pipe := c.rdb.Pipeline()
 	read := c.queueTagVersions(ctx, pipe, tags)
 	start := mono()
-	_, _ = pipe.Exec(ctx)
+	_, _ = execPipe(ctx, pipe)
 	vers, err := read()
 	c.observeOp(opOther, "", start, err)
 	return vers, err
