@@ -178,6 +178,21 @@ var invalidations = []invalidation{
 		}
 		return c.rdb.Unlink(ctx, sk).Err()
 	}, false, false, false},
+	// A restart without persistence loses the newer value and the write
+	// counters with it (here: both deleted).
+	{"Set then restart", func(ctx context.Context, c *Client, key string, v int64) error {
+		if err := Set(ctx, c, key, v, time.Hour); err != nil {
+			return err
+		}
+		sk, err := c.storageKey(key)
+		if err != nil {
+			return err
+		}
+		if err := c.rdb.Del(ctx, c.pfx+delHashName).Err(); err != nil {
+			return err
+		}
+		return c.rdb.Unlink(ctx, sk).Err()
+	}, false, false, true},
 }
 
 // gone waits until key's stored copy no longer exists in Redis.
