@@ -174,8 +174,9 @@ func TestTTLRules(t *testing.T) {
 		c := e.client(t, rediscache.Options{
 			Prefix:        "p",
 			DefaultTTL:    10 * time.Minute,
-			NamespaceTTLs: map[rediscache.Namespace]time.Duration{rediscache.NamespaceSessions: rediscache.TTLDay, rediscache.NamespaceAPI: 0},
+			NamespaceTTLs: map[rediscache.Namespace]time.Duration{rediscache.NamespaceSessions: rediscache.TTLDay, rediscache.NamespaceAPI: 0, "team docs": time.Hour},
 		})
+		escaped := rediscache.NewKeyGenerator(rediscache.V1).Key("team docs", "a") // "team%20docs:v1:a"
 		pttl := func(key string) time.Duration {
 			d, err := e.raw.PTTL(ctx, "p:"+key).Result()
 			require.NoError(t, err)
@@ -189,6 +190,7 @@ func TestTTLRules(t *testing.T) {
 			{"tasks:v1:a", 0, 9 * time.Minute, 10 * time.Minute},
 			{"sessions:v1:a", 0, 23 * time.Hour, 24 * time.Hour},
 			{"api:v1:a", 0, 9 * time.Minute, 10 * time.Minute}, // zero entry: DefaultTTL
+			{escaped, 0, 59 * time.Minute, time.Hour},          // a namespace KeyGenerator escapes
 			{"tasks:v1:b", time.Minute, 50 * time.Second, time.Minute},
 			{"tasks:v1:ms", 1500 * time.Millisecond, time.Second, 1500 * time.Millisecond},
 			{"tasks:v1:sub", 250 * time.Millisecond, time.Millisecond, 250 * time.Millisecond},
