@@ -92,7 +92,9 @@ type Options struct {
 	// ClientSideCacheConfig for other set-ups. Typed reads ([Get],
 	// [GetOrLoad]) also keep the decoded value, so a hit costs no decode
 	// either; GetOrLoad still applies its freshness rules (stale, XFetch,
-	// NegativeTTL) to the kept value.
+	// NegativeTTL) to the kept value. A kept value is shared: every typed hit
+	// returns the same value, so treat what [Get] and [GetOrLoad] return as
+	// read-only (a map, slice or pointer in it is the cache's copy).
 	LocalCache bool
 	// LocalCacheEntries bounds the local cache. Default 10,000.
 	LocalCacheEntries int
@@ -191,8 +193,10 @@ type Options struct {
 	// disables the monitor.
 	HealthCheckInterval time.Duration
 	// OnHealthChange, when set, is called with the check's result each time
-	// the healthy state flips. It runs on the monitor's goroutine: keep it
-	// short.
+	// the healthy state flips. It runs on the goroutine of the check that saw
+	// the flip: the background monitor's, a [Client.HealthCheck] caller's or
+	// a Prometheus scrape's, so two calls may run at once; keep it short and
+	// safe for concurrent use.
 	OnHealthChange func(Health)
 	// HealthCountKeys makes every health check ([Client.HealthCheck], the
 	// background monitor, a Prometheus scrape) also count the keys under
