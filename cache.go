@@ -81,6 +81,8 @@ func New(opt *Options) (*Client, error) {
 		}
 		c.rdb = o.newRedis(c.near)
 		c.owned = true
+	} else {
+		c.opt.MaxRetries = ownRetries(o.MaxRetries, o.Redis)
 	}
 	c.one = c.rdb
 	if o.AutoPipeline {
