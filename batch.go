@@ -163,12 +163,12 @@ func (c *Client) newBatch(ctx context.Context, op string, keys []string) (*batch
 	if err := c.usable(ctx); err != nil {
 		return nil, opErr(op, "", err)
 	}
-	return c.mapBatch(ctx, op, keys)
+	return c.mapBatch(op, keys)
 }
 
 // mapBatch is newBatch for a call already checked (context, Close,
 // breaker): it maps and validates every key.
-func (c *Client) mapBatch(ctx context.Context, op string, keys []string) (*batch, error) {
+func (c *Client) mapBatch(op string, keys []string) (*batch, error) {
 	b := &batch{c: c, op: op, keys: keys, ks: make([]string, len(keys))}
 	for i, key := range keys {
 		k, err := c.storageKey(key)
@@ -406,7 +406,7 @@ func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
 	}
 	found := func(i int, p []byte) error {
 		switch err := hit(i, p); {
-		case err == errNegative || err == errLeaseOnly || err == errOldGeneration: // a cached "not found", a load's lease, an invalidated entry: a miss here
+		case errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration): // a cached "not found", a load's lease, an invalidated entry: a miss here
 			miss(i)
 			return nil
 		case err != nil:
@@ -620,7 +620,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 		}
 	}
 	err = errors.Join(get.err(), terr)
-	if be, isBatch := err.(*BatchError); isBatch {
+	if be, isBatch := errors.AsType[*BatchError](err); isBatch {
 		be.Total = len(keys) // not only those sent
 	}
 	return m, err
@@ -672,7 +672,7 @@ func (g *getMany[T]) decode(ctx context.Context, i int, p []byte) error {
 	}
 	e, _, err := c.decodeStored(p, &g.vals[i], g.gens[i])
 	switch {
-	case err == errNegative || err == errLeaseOnly || err == errOldGeneration:
+	case errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration):
 		return nil // a miss here
 	case err != nil:
 		return err
@@ -813,7 +813,7 @@ func newSetBatch[V any](ctx context.Context, c *Client, op string, items map[str
 		return nil, nil, opErr(op, "", ErrInvalidTTL)
 	}
 	keys := slices.Sorted(maps.Keys(items))
-	b, err := c.mapBatch(ctx, op, keys)
+	b, err := c.mapBatch(op, keys)
 	if err != nil || len(keys) == 0 {
 		return nil, nil, err
 	}

@@ -54,7 +54,7 @@ func newBreaker(c *Client, node string) *breaker {
 			if to == gobreaker.StateOpen {
 				c.ctr.breakerOpens.Add(1)
 			}
-			c.logf(slog.LevelWarn, "rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
+			c.warnf("rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
 		},
 	})
 	return b
@@ -182,9 +182,9 @@ func outage(err error) bool {
 	return transient(err, idempotent) || errors.Is(err, context.DeadlineExceeded)
 }
 
-// logf logs through Options.Logger, at most once per second per Client;
+// warnf logs a warning through Options.Logger, at most once per second per Client;
 // the number of messages dropped since the last one is attached.
-func (c *Client) logf(level slog.Level, msg string, args ...any) {
+func (c *Client) warnf(msg string, args ...any) {
 	if c.opt.Logger == nil {
 		return
 	}
@@ -197,5 +197,5 @@ func (c *Client) logf(level slog.Level, msg string, args ...any) {
 	if n := c.droppedLogs.Swap(0); n > 0 {
 		args = append(args, "suppressed", n)
 	}
-	c.opt.Logger.Log(context.Background(), level, msg, args...)
+	c.opt.Logger.Log(context.Background(), slog.LevelWarn, msg, args...)
 }

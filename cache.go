@@ -289,7 +289,7 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64
 		}
 	}
 	if err != nil {
-		if err == errNegative || err == errLeaseOnly || err == errOldGeneration || err == errTagged {
+		if errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration) || errors.Is(err, errTagged) {
 			c.ctr.miss(key)
 			return e, ErrCacheMiss
 		}

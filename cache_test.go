@@ -376,7 +376,7 @@ func TestCloseOwnership(t *testing.T) {
 	require.ErrorIs(t, own.Redis().Ping(ctx).Err(), redis.ErrClosed, "a client New built is closed")
 
 	rdb := redis.NewClient(&redis.Options{Addr: e.addr})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	borrowed := e.client(t, rediscache.Options{Redis: rdb})
 	require.NoError(t, borrowed.Close())
 	require.NoError(t, rdb.Ping(ctx).Err(), "the caller's client stays open")
@@ -410,7 +410,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	opt := &rediscache.Options{Addrs: []string{"127.0.0.1:1"}}
 	c, err := rediscache.New(opt)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	assert.Equal(t, time.Duration(0), opt.DefaultTTL, "New does not write to the caller's Options")
 	assert.Equal(t, rediscache.TTLMedium, c.TTLFor("x"))
 }
@@ -473,7 +473,7 @@ func TestServerRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "r", DialTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := t.Context()
 	require.NoError(t, c.Set(ctx, "k", 1, 0))
 

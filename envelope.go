@@ -169,7 +169,7 @@ func parseStored(b []byte) (envelope, storedKind, error) {
 		return e, storedNegative, nil
 	case err == nil:
 		return e, storedValue, nil
-	case err == errNotOurs && isCounter(b):
+	case errors.Is(err, errNotOurs) && isCounter(b):
 		return envelope{}, storedCounter, nil
 	}
 	return envelope{}, storedForeign, err

@@ -18,7 +18,7 @@ func TestErrorMessagesSayRediscacheOnce(t *testing.T) {
 	srv := miniredis.RunT(t)
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, MaxValueSize: 4})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := t.Context()
 	cases := []struct {
 		name string

@@ -28,7 +28,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	ctx := context.Background()
 	_ = c.Set(ctx, "greeting", "hello", 0)
@@ -42,7 +42,7 @@ func ExampleGet() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	keys := rediscache.NewKeyGenerator(rediscache.V1)
 
@@ -95,7 +95,7 @@ func ExampleKeyGenerator_Prefix() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	g := rediscache.NewKeyGenerator(rediscache.V1)
 	for _, user := range []string{"user_1", "user_10"} {
@@ -120,7 +120,7 @@ func ExampleClient_TTLFor() {
 	ttls := rediscache.DefaultNamespaceTTLs()
 	ttls[rediscache.NamespaceTasks] = 2 * time.Minute // a service's own override
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, NamespaceTTLs: ttls})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	fmt.Println(c.TTLFor(rediscache.NamespaceTasks), c.TTLFor(rediscache.NamespaceSessions), c.TTLFor("other"))
 
@@ -136,7 +136,7 @@ func ExampleClient_Increment() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 
 	_, _ = c.Increment(ctx, "views:task_123", 1)
@@ -150,7 +150,7 @@ func ExampleGetOrLoad() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	keys := rediscache.NewKeyGenerator(rediscache.V1)
 
@@ -181,7 +181,7 @@ func ExampleGetManyOrLoad() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	keys := rediscache.NewKeyGenerator(rediscache.V1)
 

@@ -3,7 +3,6 @@ package rediscache
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -118,7 +117,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 	}
 	if len(st.failed) > 0 {
 		c.ctr.fallbacks.Add(uint64(len(st.failed)))
-		c.logf(slog.LevelWarn, "rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
+		c.warnf("rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
 	}
 	own, waits := c.keyLoads.claim(st.missing, c.opt.LoadTimeout)
 	for _, w := range own {
@@ -161,7 +160,7 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 		}
 		raw, gens = make([][]byte, len(keys)), make([]uint64, len(keys))
 	} else {
-		b, merr := c.mapBatch(ctx, opGetManyOrLoad, keys)
+		b, merr := c.mapBatch(opGetManyOrLoad, keys)
 		if merr != nil {
 			m.invalid = true
 			return st, merr
@@ -327,18 +326,18 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 		}
 		var v T
 		e, kind, err := c.decodeStored(raw[i], &v, gens[i])
-		if invalid[i] && (err == nil || err == errNegative) {
+		if invalid[i] && (err == nil || errors.Is(err, errNegative)) {
 			err = errTagged
 		}
 		switch {
-		case err == errTagged:
+		case errors.Is(err, errTagged):
 			c.ctr.miss(key)
 			want.lease, want.guard = false, e.header() // a tag of it was invalidated: replace it
 			st.missing = append(st.missing, want)
-		case err == errNegative:
+		case errors.Is(err, errNegative):
 			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
-		case err == errOldGeneration:
+		case errors.Is(err, errOldGeneration):
 			c.ctr.miss(key)
 			want.lease, want.guard = false, e.header() // invalidated by InvalidateNamespace: replace it
 			st.missing = append(st.missing, want)

@@ -89,7 +89,7 @@ func TestRetriesOnCallersClientDoNotMultiply(t *testing.T) {
 			t.Cleanup(func() { _ = rdb.Close() })
 			c, err := rediscache.New(&rediscache.Options{Redis: rdb, MaxRetries: tc.maxRetries, MinRetryBackoff: time.Millisecond, BreakerFailures: -1, GenerationTTL: -1, HealthCheckInterval: -1})
 			require.NoError(t, err)
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			_, err = rediscache.Get[int](t.Context(), c, "k")
 			require.Error(t, err)
 			assert.Equal(t, int64(tc.want), commands.Load(), "attempts")
@@ -111,7 +111,7 @@ func loadingServer(t *testing.T) (string, *atomic.Int64) {
 				return
 			}
 			go func() {
-				defer conn.Close()
+				defer func() { _ = conn.Close() }()
 				r := bufio.NewReader(conn)
 				for {
 					line, err := r.ReadString('\n') // *<args>
