@@ -619,9 +619,12 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 			m[keys[i]] = g.vals[i]
 		}
 	}
-	err = errors.Join(get.err(), terr)
+	err = get.err()
 	if be, isBatch := errors.AsType[*BatchError](err); isBatch {
 		be.Total = len(keys) // not only those sent
+	}
+	if terr != nil {
+		err = errors.Join(err, terr)
 	}
 	return m, err
 }
