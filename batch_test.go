@@ -374,8 +374,8 @@ func TestBatchManyKeys(t *testing.T) {
 			got, err := rediscache.GetMany[task](ctx, c, query)
 			require.Error(t, err)
 			assert.Equal(t, items, got, "good values are returned despite the corrupt ones")
-			var be *rediscache.BatchError
-			require.ErrorAs(t, err, &be)
+			be, isBatch := err.(*rediscache.BatchError) //nolint:errorlint // the documented type itself, unwrapped
+			require.True(t, isBatch, "GetMany returns a *BatchError, not an error wrapping one: %T", err)
 			assert.Equal(t, "getmany", be.Op)
 			assert.Equal(t, len(query), be.Total)
 			require.Len(t, be.Failed, 3)
