@@ -30,12 +30,12 @@ func BenchmarkGetMany(b *testing.B) {
 	addr := benchAddr(b)
 	ctx := context.Background()
 	raw := redis.NewClient(&redis.Options{Addr: addr, PoolSize: rediscache.DefaultPoolSize})
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: benchPrefix("bgm")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	defer func() { _, _ = c.ClearAll(ctx) }()
 
 	payload, err := json.Marshal(benchValue)
@@ -161,12 +161,12 @@ func BenchmarkInvalidatePrefix1M(b *testing.B) {
 	addr := benchAddr(b)
 	ctx := context.Background()
 	raw := redis.NewClient(&redis.Options{Addr: addr})
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: benchPrefix("bip")})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	defer func() { _, _ = c.ClearAll(ctx) }()
 	probe := c.StorageKey("probe")
 	if err := raw.Set(ctx, probe, "x", 0).Err(); err != nil {
@@ -250,7 +250,7 @@ func BenchmarkInvalidatePrefixKeyspace(b *testing.B) {
 	addr := benchAddr(b)
 	ctx := context.Background()
 	raw := redis.NewClient(&redis.Options{Addr: addr})
-	defer raw.Close()
+	defer func() { _ = raw.Close() }()
 	seed := func(keys func(i int) string, n int) {
 		for lo := 0; lo < n; lo += 10_000 {
 			pipe := raw.Pipeline()
@@ -268,14 +268,14 @@ func BenchmarkInvalidatePrefixKeyspace(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			defer func() { _, _ = c.ClearAll(ctx) }()
 			other := c
 			if where == "outside" {
 				if other, err = rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: benchPrefix("bipo")}); err != nil {
 					b.Fatal(err)
 				}
-				defer other.Close()
+				defer func() { _ = other.Close() }()
 				defer func() { _, _ = other.ClearAll(ctx) }()
 			}
 			seed(func(i int) string { return other.StorageKey("other:" + strconv.Itoa(i)) }, others)

@@ -26,7 +26,7 @@ func BenchmarkGetOrLoadHit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	const key = "loader:task"
 	if _, err := c.Delete(ctx, key); err != nil {
 		b.Fatal(err)
@@ -66,7 +66,7 @@ func BenchmarkGetOrLoadBreakerOpen(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	srv.Kill()
 	for i := 0; c.Stats().BreakerOpens == 0; i++ {
 		if i == 100 {

@@ -3,6 +3,7 @@ package rediscache_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
@@ -27,7 +28,7 @@ func BenchmarkGetOrLoadMiss(b *testing.B) {
 	const ttl = 10 * time.Second // the keys pile up: let them go
 	rawMiss := func() error {
 		k := "bench:raw:miss:" + strconv.FormatInt(missSeq.Add(1), 10)
-		if err := raw.Get(ctx, k).Err(); err != redis.Nil {
+		if err := raw.Get(ctx, k).Err(); !errors.Is(err, redis.Nil) {
 			return err
 		}
 		v, _ := loadBenchTask(ctx)
@@ -106,7 +107,7 @@ func BenchmarkLocalCacheHit(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := rediscache.Set(ctx, c, "task", benchValue, rediscache.TTLDay); err != nil {
 		b.Fatal(err)
 	}

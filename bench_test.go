@@ -165,7 +165,7 @@ func BenchmarkGetStats(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		if err := rediscache.Set(ctx, c, "task", benchValue, rediscache.TTLDay); err != nil {
 			b.Fatal(err)
 		}

@@ -3,7 +3,6 @@ package rediscache
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -54,7 +53,7 @@ func newBreaker(c *Client, node string) *breaker {
 			if to == gobreaker.StateOpen {
 				c.ctr.breakerOpens.Add(1)
 			}
-			c.logf(slog.LevelWarn, "rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
+			c.warnf("rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
 		},
 	})
 	return b
@@ -180,22 +179,4 @@ func outage(err error) bool {
 		return false
 	}
 	return transient(err, idempotent) || errors.Is(err, context.DeadlineExceeded)
-}
-
-// logf logs through Options.Logger, at most once per second per Client;
-// the number of messages dropped since the last one is attached.
-func (c *Client) logf(level slog.Level, msg string, args ...any) {
-	if c.opt.Logger == nil {
-		return
-	}
-	now := time.Now().UnixNano()
-	last := c.lastLog.Load()
-	if now-last < int64(time.Second) || !c.lastLog.CompareAndSwap(last, now) {
-		c.droppedLogs.Add(1)
-		return
-	}
-	if n := c.droppedLogs.Swap(0); n > 0 {
-		args = append(args, "suppressed", n)
-	}
-	c.opt.Logger.Log(context.Background(), level, msg, args...)
 }

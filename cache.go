@@ -1,223 +1,14 @@
-// Package rediscache is a Redis cache layer for Go services. It builds
-// versioned, namespaced keys ("tasks:v1:task_123"), stores typed values in a
-// small versioned envelope, retries transient failures with backoff, and
-// keeps hit, miss and error counters.
-//
-// A [Client] wraps any go-redis v9 client (standalone, Sentinel, Cluster,
-// Ring) or builds a pooled one from [Options]. Typed access goes through the
-// package functions [Get] and [Set], since Go methods cannot take type
-// parameters:
-//
-//	c, err := rediscache.New(&rediscache.Options{Addrs: []string{"127.0.0.1:6379"}, Prefix: "myapp"})
-//	...
-//	keys := rediscache.NewKeyGenerator(rediscache.V1)
-//	err = rediscache.Set(ctx, c, keys.TaskKey("task_123"), task, rediscache.TTLMedium)
-//	task, err := rediscache.Get[Task](ctx, c, keys.TaskKey("task_123"))
-//	if errors.Is(err, rediscache.ErrCacheMiss) { ... }
 package rediscache
 
 import (
 	"context"
 	"encoding/binary"
 	"errors"
-	"fmt"
 	"reflect"
-	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
-
-// Client is a Redis cache. All methods are safe for concurrent use. Every
-// key a Client touches is stored at Options.Prefix + ":" + key (just key
-// when Prefix is empty).
-type Client struct {
-	opt Options
-	rdb redis.UniversalClient
-	one redis.UniversalClient // single-key commands: rdb, or its auto-pipeliner
-	// read is one for single-key reads, but rdb with LocalCache: go-redis's
-	// client-side cache hears the invalidations of reads through its own
-	// pool, not through the auto-pipeliner's connections.
-	read   redis.UniversalClient
-	near   *nearCache // Options.LocalCache, else nil
-	owned  bool       // New built rdb, so Close closes it
-	pfx    string     // Prefix + ":" or ""
-	closed atomic.Bool
-	ctr    counters
-	gens   *generations  // nil when GenerationTTL is -1
-	brk    *breaker      // nil when BreakerFailures is -1, or on a cluster
-	nodes  *nodeBreakers // a cluster's breakers, one per master; else nil
-	bg     *background
-	flight flights // shared loads and refreshes, by stored key
-	// keyLoads dedupes the keys GetManyOrLoad calls are loading.
-	keyLoads keyLoadSet
-
-	unhealthy   atomic.Bool  // the latest health check failed
-	lastLog     atomic.Int64 // unix ns of the last log line
-	droppedLogs atomic.Uint64
-}
-
-// maxBackground bounds the optional background work (early and stale
-// refreshes) each Client runs at once.
-const maxBackground = 16
-
-// New returns a Client configured by opt, which is copied. It returns an
-// error wrapping [ErrInvalidOptions] when opt is nil or inconsistent. New
-// does not contact Redis; use [Client.Ping] to check the connection.
-func New(opt *Options) (*Client, error) {
-	if opt == nil {
-		return nil, fmt.Errorf("%w: nil Options", ErrInvalidOptions)
-	}
-	o := *opt
-	if err := o.init(); err != nil {
-		return nil, err
-	}
-	c := &Client{opt: o, rdb: o.Redis, bg: newBackground(maxBackground)}
-	c.ctr.off = o.DisableStats
-	if c.rdb == nil {
-		if o.LocalCache {
-			c.near = newNearCache(o.LocalCacheEntries, o.LocalCacheTTL, o.DB, o.Username)
-		}
-		c.rdb = o.newRedis(c.near)
-		c.owned = true
-	}
-	c.one = c.rdb
-	if o.AutoPipeline {
-		ap, err := c.rdb.AutoPipeline()
-		if err != nil {
-			if c.owned {
-				_ = c.rdb.Close()
-			}
-			return nil, fmt.Errorf("%w: AutoPipeline: %w", ErrInvalidOptions, err)
-		}
-		c.one = ap
-	}
-	c.read = c.one
-	if c.near != nil {
-		c.read = c.rdb
-	}
-	if o.Prefix != "" {
-		c.pfx = o.Prefix + ":"
-	}
-	if o.GenerationTTL > 0 {
-		c.gens = newGenerations(c, o.GenerationTTL)
-	}
-	// One breaker per Client cannot tell one dead cluster node from a dead
-	// cluster, and would cut off the healthy nodes too: a cluster has one
-	// breaker per master.
-	if o.BreakerFailures > 0 {
-		if cc, ok := c.rdb.(*redis.ClusterClient); ok {
-			c.nodes = &nodeBreakers{c: c, cc: cc}
-		} else {
-			c.brk = newBreaker(c, "")
-		}
-	}
-	if o.HealthCheckInterval > 0 {
-		c.bg.goRun(c.monitorHealth)
-	}
-	if c.near != nil {
-		c.bg.goRun(func() { c.near.tick(c.bg.ctx) })
-	}
-	return c, nil
-}
-
-// Close releases the Client: it cancels the Client's loads and background
-// work and waits for them to stop, at most one second (a loader that
-// ignores its context is not waited for: its goroutine ends when it
-// returns, and its result is dropped). It closes the go-redis client only
-// when New built it. Close is idempotent; every later call returns
-// [ErrClosed].
-func (c *Client) Close() error {
-	if !c.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	c.bg.close()
-	if c.gens != nil {
-		c.gens.stop()
-	}
-	if c.owned {
-		return c.rdb.Close()
-	}
-	return nil
-}
-
-// Redis returns the underlying go-redis client, for commands the cache does
-// not wrap. Keys written through it are not prefixed.
-func (c *Client) Redis() redis.UniversalClient { return c.rdb }
-
-// StorageKey returns the key as stored in Redis: Prefix + ":" + key.
-func (c *Client) StorageKey(key string) string { return c.pfx + key }
-
-var (
-	errEmptyKey   = fmt.Errorf("%w: empty key", ErrInvalidKey)
-	errKeyTooLong = fmt.Errorf("%w: longer than MaxKeySize", ErrInvalidKey)
-	errKeyNUL     = fmt.Errorf("%w: holds a NUL byte", ErrInvalidKey)
-	errNilValue   = fmt.Errorf("%w: nil", ErrInvalidValue)
-	errBadDst     = fmt.Errorf("%w: destination must be a non-nil pointer", ErrInvalidValue)
-	// errNegative marks a cached ErrNotFound: a miss for plain Get.
-	errNegative = errors.New("rediscache: negative entry")
-	// errLeaseOnly marks a key holding only a load's lease: a miss.
-	errLeaseOnly = errors.New("rediscache: lease only")
-)
-
-// ready checks the context and Close.
-func (c *Client) ready(ctx context.Context) error {
-	if ctx == nil {
-		return ErrNilContext
-	}
-	if c.closed.Load() {
-		return ErrClosed
-	}
-	return nil
-}
-
-// usable checks what every call checks first: the context, Close, and the
-// circuit breaker (a rejected call is counted as an error). A call asks
-// the breaker once: during a half-open probe, a second ask is refused.
-func (c *Client) usable(ctx context.Context) error {
-	if err := c.ready(ctx); err != nil {
-		return err
-	}
-	if !c.brk.allow() {
-		c.ctr.fail("")
-		return ErrCircuitOpen
-	}
-	return nil
-}
-
-// prepare checks the call and returns the stored key. On a cluster the
-// breaker asked is that of the key's node, once the key is mapped.
-func (c *Client) prepare(ctx context.Context, key string) (string, error) {
-	if err := c.usable(ctx); err != nil {
-		return "", err
-	}
-	k, err := c.storageKey(key)
-	if err != nil {
-		return "", err
-	}
-	if !c.nodeAllows(ctx, k) {
-		c.ctr.fail("")
-		return "", ErrCircuitOpen
-	}
-	return k, nil
-}
-
-func (c *Client) storageKey(key string) (string, error) {
-	if key == "" {
-		return "", errEmptyKey
-	}
-	if c.opt.MaxKeySize > 0 && len(c.pfx)+len(key) > c.opt.MaxKeySize {
-		return "", errKeyTooLong
-	}
-	if strings.IndexByte(key, 0) >= 0 {
-		return "", errKeyNUL
-	}
-	if c.pfx == "" {
-		return key, nil
-	}
-	return c.pfx + key, nil
-}
 
 // Get reads the value at key into dst, which must be a non-nil pointer. A
 // missing key returns [ErrCacheMiss] itself. Other failures return an
@@ -287,7 +78,7 @@ func (c *Client) getInto(ctx context.Context, key, k string, dst any, gen uint64
 		}
 	}
 	if err != nil {
-		if err == errNegative || err == errLeaseOnly || err == errOldGeneration || err == errTagged {
+		if errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration) || errors.Is(err, errTagged) {
 			c.ctr.miss(key)
 			return e, ErrCacheMiss
 		}
@@ -357,61 +148,6 @@ func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 	}
 	c.observeOp(opGet, k, start, err)
 	return b, err
-}
-
-// nearStale reports whether bytes that may have come from the near cache
-// cannot be trusted to be current: an envelope past the TTL it records,
-// or a counter or raw value, whose end the Client cannot know.
-func (c *Client) nearStale(b []byte) bool {
-	e, kind, _ := parseStored(b)
-	return kind == storedCounter || kind == storedForeign || c.nearExpired(e)
-}
-
-// getFresh drops k's local copy and reads it from Redis itself: a
-// pipeline, which the near cache never answers.
-func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
-	c.near.written(k)
-	read := func(ctx context.Context) ([]byte, error) {
-		pipe := c.one.Pipeline()
-		get := pipe.Get(ctx, k)
-		_, _ = execPipe(ctx, pipe)
-		return get.Bytes()
-	}
-	b, err := read(ctx)
-	if err != nil && !errors.Is(err, redis.Nil) {
-		b, err = retry(ctx, c, idempotent, b, err, read)
-	}
-	return b, err
-}
-
-// marshal validates and encodes a value's payload, checking that its
-// envelope with tags tags fits MaxValueSize.
-func (c *Client) marshal(value any, tags []string) ([]byte, error) {
-	if value == nil {
-		return nil, errNilValue
-	}
-	if rv := reflect.ValueOf(value); rv.Kind() == reflect.Pointer && rv.IsNil() {
-		return nil, errNilValue
-	}
-	p, err := c.opt.Codec.Marshal(value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidValue, err)
-	}
-	if n := envHeaderSize + tagsSize(tags) + len(p); c.opt.MaxValueSize > 0 && n > c.opt.MaxValueSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, c.opt.MaxValueSize)
-	}
-	return p, nil
-}
-
-// seal returns the stored envelope of payload p, of generation gen, stored
-// for ttl, tagged with tags at versions vers.
-func seal(p []byte, gen uint64, ttl time.Duration, tags []string, vers tagVersions) []byte {
-	now := time.Now()
-	e := envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}
-	if len(tags) > 0 {
-		e.tags = appendTags(nil, tags, vers)
-	}
-	return encodeEnvelope(e)
 }
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
@@ -627,42 +363,6 @@ func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) 
 	}
 	_, err = c.getInto(ctx, key, k, &v, gen, o.tags)
 	return v, err
-}
-
-// nearGet is Get with Options.LocalCache: a decoded value kept from an
-// earlier hit is returned as is (values holding slices, maps or pointers
-// are shared between callers: treat them as read-only), once its tags, if
-// it has any, are checked (through the near cache).
-func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (T, error) {
-	k, gen, err := c.prepareRead(ctx, key)
-	if err != nil {
-		var zero T
-		return zero, opErr("get", key, err)
-	}
-	if ent, ok := c.near.load(k); ok && !ent.negative && ent.liveAt(c.near.now()) && ent.env.gen == gen {
-		if v, ok := ent.v.(T); ok {
-			current, err := c.tagsCurrent(ctx, ent.env, nil)
-			switch {
-			case err != nil:
-				c.ctr.fail(key)
-				var zero T
-				return zero, opErr("get", key, err)
-			case current:
-				c.ctr.hit(key)
-				return v, nil
-			}
-		}
-	}
-	// Declared here, not above: decoding into it moves it to the heap,
-	// which a hit need not pay for.
-	var v T
-	m := c.near.mark(k)
-	e, err := c.getInto(ctx, key, k, &v, gen, tags)
-	if err != nil {
-		return v, err
-	}
-	c.near.store(k, c.nearEntryOf(e, v), m)
-	return v, nil
 }
 
 // Set stores v at key for ttl. It is [Client.Set] with a typed value.

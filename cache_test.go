@@ -174,8 +174,9 @@ func TestTTLRules(t *testing.T) {
 		c := e.client(t, rediscache.Options{
 			Prefix:        "p",
 			DefaultTTL:    10 * time.Minute,
-			NamespaceTTLs: map[rediscache.Namespace]time.Duration{rediscache.NamespaceSessions: rediscache.TTLDay, rediscache.NamespaceAPI: 0},
+			NamespaceTTLs: map[rediscache.Namespace]time.Duration{rediscache.NamespaceSessions: rediscache.TTLDay, rediscache.NamespaceAPI: 0, "team docs": time.Hour},
 		})
+		escaped := rediscache.NewKeyGenerator(rediscache.V1).Key("team docs", "a") // "team%20docs:v1:a"
 		pttl := func(key string) time.Duration {
 			d, err := e.raw.PTTL(ctx, "p:"+key).Result()
 			require.NoError(t, err)
@@ -189,6 +190,7 @@ func TestTTLRules(t *testing.T) {
 			{"tasks:v1:a", 0, 9 * time.Minute, 10 * time.Minute},
 			{"sessions:v1:a", 0, 23 * time.Hour, 24 * time.Hour},
 			{"api:v1:a", 0, 9 * time.Minute, 10 * time.Minute}, // zero entry: DefaultTTL
+			{escaped, 0, 59 * time.Minute, time.Hour},          // a namespace KeyGenerator escapes
 			{"tasks:v1:b", time.Minute, 50 * time.Second, time.Minute},
 			{"tasks:v1:ms", 1500 * time.Millisecond, time.Second, 1500 * time.Millisecond},
 			{"tasks:v1:sub", 250 * time.Millisecond, time.Millisecond, 250 * time.Millisecond},
@@ -374,7 +376,7 @@ func TestCloseOwnership(t *testing.T) {
 	require.ErrorIs(t, own.Redis().Ping(ctx).Err(), redis.ErrClosed, "a client New built is closed")
 
 	rdb := redis.NewClient(&redis.Options{Addr: e.addr})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	borrowed := e.client(t, rediscache.Options{Redis: rdb})
 	require.NoError(t, borrowed.Close())
 	require.NoError(t, rdb.Ping(ctx).Err(), "the caller's client stays open")
@@ -408,7 +410,7 @@ func TestNewValidatesOptions(t *testing.T) {
 	opt := &rediscache.Options{Addrs: []string{"127.0.0.1:1"}}
 	c, err := rediscache.New(opt)
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	assert.Equal(t, time.Duration(0), opt.DefaultTTL, "New does not write to the caller's Options")
 	assert.Equal(t, rediscache.TTLMedium, c.TTLFor("x"))
 }
@@ -471,7 +473,7 @@ func TestServerRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "r", DialTimeout: 200 * time.Millisecond})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := t.Context()
 	require.NoError(t, c.Set(ctx, "k", 1, 0))
 

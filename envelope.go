@@ -7,6 +7,7 @@ import (
 	mrand "math/rand/v2"
 	"reflect"
 	"strconv"
+	"time"
 )
 
 // Stored value format. Every value this library writes is an envelope:
@@ -169,7 +170,7 @@ func parseStored(b []byte) (envelope, storedKind, error) {
 		return e, storedNegative, nil
 	case err == nil:
 		return e, storedValue, nil
-	case err == errNotOurs && isCounter(b):
+	case errors.Is(err, errNotOurs) && isCounter(b):
 		return envelope{}, storedCounter, nil
 	}
 	return envelope{}, storedForeign, err
@@ -255,3 +256,33 @@ func isLease(b []byte) bool {
 // errOldGeneration marks an entry written under an older (or other)
 // generation of its namespace: a miss, which a load replaces.
 var errOldGeneration = errors.New("rediscache: entry of another namespace generation")
+
+// marshal validates and encodes a value's payload, checking that its
+// envelope with tags tags fits MaxValueSize.
+func (c *Client) marshal(value any, tags []string) ([]byte, error) {
+	if value == nil {
+		return nil, errNilValue
+	}
+	if rv := reflect.ValueOf(value); rv.Kind() == reflect.Pointer && rv.IsNil() {
+		return nil, errNilValue
+	}
+	p, err := c.opt.Codec.Marshal(value)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidValue, err)
+	}
+	if n := envHeaderSize + tagsSize(tags) + len(p); c.opt.MaxValueSize > 0 && n > c.opt.MaxValueSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, c.opt.MaxValueSize)
+	}
+	return p, nil
+}
+
+// seal returns the stored envelope of payload p, of generation gen, stored
+// for ttl, tagged with tags at versions vers.
+func seal(p []byte, gen uint64, ttl time.Duration, tags []string, vers tagVersions) []byte {
+	now := time.Now()
+	e := envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}
+	if len(tags) > 0 {
+		e.tags = appendTags(nil, tags, vers)
+	}
+	return encodeEnvelope(e)
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strconv"
+	"strings"
 )
 
 // Sentinel errors. Every error the Client returns for one of these conditions
@@ -76,10 +77,12 @@ type OpError struct {
 
 // Error returns "rediscache: <op> <key>: <err>".
 func (e *OpError) Error() string {
+	// The sentinels' own "rediscache: " is said once, in front.
+	msg := strings.TrimPrefix(e.Err.Error(), "rediscache: ")
 	if e.Key == "" {
-		return "rediscache: " + e.Op + ": " + e.Err.Error()
+		return "rediscache: " + e.Op + ": " + msg
 	}
-	return "rediscache: " + e.Op + " " + strconv.Quote(e.Key) + ": " + e.Err.Error()
+	return "rediscache: " + e.Op + " " + strconv.Quote(e.Key) + ": " + msg
 }
 
 // Unwrap returns the underlying error, so [errors.Is] and [errors.As] see it.

@@ -28,7 +28,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	ctx := context.Background()
 	_ = c.Set(ctx, "greeting", "hello", 0)
@@ -42,7 +42,7 @@ func ExampleGet() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	keys := rediscache.NewKeyGenerator(rediscache.V1)
 
@@ -95,7 +95,7 @@ func ExampleKeyGenerator_Prefix() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 	g := rediscache.NewKeyGenerator(rediscache.V1)
 	for _, user := range []string{"user_1", "user_10"} {
@@ -120,7 +120,7 @@ func ExampleClient_TTLFor() {
 	ttls := rediscache.DefaultNamespaceTTLs()
 	ttls[rediscache.NamespaceTasks] = 2 * time.Minute // a service's own override
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, NamespaceTTLs: ttls})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 
 	fmt.Println(c.TTLFor(rediscache.NamespaceTasks), c.TTLFor(rediscache.NamespaceSessions), c.TTLFor("other"))
 
@@ -136,7 +136,7 @@ func ExampleClient_Increment() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 
 	_, _ = c.Increment(ctx, "views:task_123", 1)
@@ -144,4 +144,66 @@ func ExampleClient_Increment() {
 	v, _ := rediscache.Get[int](ctx, c, "views:task_123")
 	fmt.Println(n, v)
 	// Output: 3 3
+}
+
+func ExampleGetOrLoad() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
+	defer func() { _ = c.Close() }()
+	ctx := context.Background()
+	keys := rediscache.NewKeyGenerator(rediscache.V1)
+
+	queries := 0
+	loadTask := func(ctx context.Context) (Task, error) { // the database read on a miss
+		queries++
+		return Task{ID: "task_123", Status: "running"}, nil
+	}
+	for range 3 {
+		t, src, err := rediscache.GetOrLoadWithSource(ctx, c, keys.TaskKey("task_123"), rediscache.TTLMedium, loadTask)
+		fmt.Println(t.Status, src, err)
+	}
+	fmt.Println("queries:", queries)
+
+	// After the row changes, invalidate: the next call loads again.
+	_, _ = c.Delete(ctx, keys.TaskKey("task_123"))
+	_, _ = rediscache.GetOrLoad(ctx, c, keys.TaskKey("task_123"), rediscache.TTLMedium, loadTask)
+	fmt.Println("queries:", queries)
+	// Output:
+	// running loaded <nil>
+	// running hit <nil>
+	// running hit <nil>
+	// queries: 1
+	// queries: 2
+}
+
+func ExampleGetManyOrLoad() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
+	defer func() { _ = c.Close() }()
+	ctx := context.Background()
+	keys := rediscache.NewKeyGenerator(rediscache.V1)
+
+	// One query for every key that missed; ids the database lacks are
+	// cached as not found and left out of the result.
+	loadTasks := func(ctx context.Context, missing []string) (map[string]Task, error) {
+		fmt.Println("loading", len(missing), "tasks")
+		out := map[string]Task{}
+		for _, k := range missing {
+			if k != keys.TaskKey("task_404") {
+				out[k] = Task{ID: k, Status: "done"}
+			}
+		}
+		return out, nil
+	}
+	ks := []string{keys.TaskKey("task_1"), keys.TaskKey("task_2"), keys.TaskKey("task_404")}
+	for range 2 {
+		m, err := rediscache.GetManyOrLoad(ctx, c, ks, rediscache.TTLMedium, loadTasks)
+		fmt.Println(len(m), m[keys.TaskKey("task_2")].Status, err)
+	}
+	// Output:
+	// loading 3 tasks
+	// 2 done <nil>
+	// 2 done <nil>
 }

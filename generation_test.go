@@ -176,7 +176,7 @@ func TestInvalidateNamespaceMillionKeys(t *testing.T) {
 
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "p"})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	_, err = rediscache.Get[string](ctx, c, "tasks:v1:42")
 	require.ErrorIs(t, err, rediscache.ErrCorruptValue, "DEBUG POPULATE values are not ours, but they are found")
 	require.NoError(t, c.Set(ctx, "tasks:v1:real", "an entry of ours", time.Hour))

@@ -31,7 +31,7 @@ func startPopulated(t testing.TB, unrelated, ownKeys int) (*redistest.Server, *r
 	ctx := t.Context()
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "app", HealthCheckInterval: -1})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	for i := range ownKeys {
 		require.NoError(t, c.Set(ctx, "tasks:v1:"+strconv.Itoa(i), i, time.Hour))
 	}
@@ -198,7 +198,7 @@ func TestHealthCountKeys(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: tt.prefix, HealthCountKeys: tt.count, HealthCheckInterval: -1})
 			require.NoError(t, err)
-			defer c.Close()
+			defer func() { _ = c.Close() }()
 			h := c.HealthCheck(ctx)
 			require.NoError(t, h.Err)
 			dbsize, err := raw.DBSize(ctx).Result()

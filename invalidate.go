@@ -236,21 +236,22 @@ func (c *Client) scanPrefix(ctx context.Context, op, prefix string, literals []s
 		walk := func(ctx context.Context, rdb redis.Cmdable, multi bool) error {
 			return c.scanNode(ctx, rdb, literal, func(ks []string) { page(ctx, rdb, multi, ks) })
 		}
-		each := func(ctx context.Context, node *redis.Client, multi bool) error {
+		// each walks one node; a node's failure is recorded, not returned,
+		// so the walk goes on with the other nodes.
+		each := func(ctx context.Context, node *redis.Client, multi bool) {
 			if err := walk(ctx, node, multi); err != nil {
 				fail(fmt.Errorf("scan %s: %w", node.Options().Addr, err))
 			}
-			return nil
 		}
 		var err error
 		switch r := c.rdb.(type) {
 		case *redis.ClusterClient:
 			// Single-key UNLINKs even on one node: its keys are in many slots.
-			err = r.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { return each(ctx, node, false) })
+			err = r.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error { each(ctx, node, false); return nil })
 		case *redis.Ring:
-			err = r.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error { return each(ctx, node, true) })
+			err = r.ForEachShard(ctx, func(ctx context.Context, node *redis.Client) error { each(ctx, node, true); return nil })
 		case *redis.Client:
-			err = each(ctx, r, true)
+			each(ctx, r, true)
 		default:
 			err = walk(ctx, c.rdb, false)
 		}

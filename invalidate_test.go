@@ -324,7 +324,7 @@ func ExampleClient_InvalidatePrefix() {
 	srv, _ := miniredis.Run()
 	defer srv.Close()
 	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp"})
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := context.Background()
 
 	_ = rediscache.SetMany(ctx, c, map[string]int{"user_*1": 1, "user_*2": 2, "user_1": 3}, 0)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math"
 	mrand "math/rand/v2"
 	"strconv"
@@ -152,7 +151,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 	}
 	if lc.gen, err = c.expect(ctx, lc.key); err != nil {
 		c.ctr.fail(lc.key)
-		c.logf(slog.LevelWarn, "rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
+		c.warnf("rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
 		return lc.fallback(ctx, retried)
 	}
 	var m nearMark
@@ -179,7 +178,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		// near hit need not pay for.
 		var dv T
 		e, _, derr := c.decodeStored(b, &dv, lc.gen)
-		if (derr == nil || derr == errNegative) && len(e.tags) > 0 {
+		if (derr == nil || errors.Is(derr, errNegative)) && len(e.tags) > 0 {
 			current, terr := c.tagsCurrent(ctx, e, known)
 			switch {
 			case terr != nil:
@@ -190,8 +189,8 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 			}
 		}
 		switch {
-		case derr == nil || derr == errNegative:
-			negative := derr == errNegative
+		case derr == nil || errors.Is(derr, errNegative):
+			negative := errors.Is(derr, errNegative)
 			if c.near != nil {
 				var kept any
 				if !negative {
@@ -201,7 +200,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 			}
 			v, src, err = lc.hit(dv, e, negative)
 			return v, src, err, false
-		case derr == errLeaseOnly || derr == errOldGeneration || derr == errTagged:
+		case errors.Is(derr, errLeaseOnly) || errors.Is(derr, errOldGeneration) || errors.Is(derr, errTagged):
 			c.ctr.miss(lc.key) // another load is filling it, or an invalidation left it behind
 		default:
 			c.ctr.fail(lc.key) // undecodable: load (see acquire for what is overwritten)
@@ -213,7 +212,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		return v, 0, opErr(opGetOrLoad, lc.key, err), false
 	default:
 		c.ctr.fail(lc.key)
-		c.logf(slog.LevelWarn, "rediscache: redis failed, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
+		c.warnf("rediscache: redis failed, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
 		return lc.fallback(ctx, retried)
 	}
 	return lc.shared(ctx, lc.flightKey(), modeLoad, retried)
@@ -438,7 +437,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		switch {
 		case err != nil:
 			c.ctr.fail(lc.key) // the load goes on without a lease: nothing is stored
-			c.logf(slog.LevelWarn, "rediscache: taking a load's lease failed", "key", lc.key, "error", err)
+			c.warnf("rediscache: taking a load's lease failed", "key", lc.key, "error", err)
 			return acquired[T]{}
 		case ok:
 			return acquired[T]{guard: lease, lease: true, vers: vers}
@@ -469,7 +468,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 func (lc *loadCall[T]) found(ctx context.Context, b []byte, cert uint64, vers tagVersions) (a acquired[T], waitFor bool) {
 	a.vers = vers
 	e, kind, err := lc.c.decodeStored(b, &a.v, lc.gen)
-	if (err == nil || err == errNegative) && len(e.tags) > 0 {
+	if (err == nil || errors.Is(err, errNegative)) && len(e.tags) > 0 {
 		known := make(tagVersions, len(vers))
 		for t, v := range vers {
 			known[t] = v
@@ -483,13 +482,13 @@ func (lc *loadCall[T]) found(ctx context.Context, b []byte, cert uint64, vers ta
 		}
 	}
 	switch {
-	case err == errTagged:
+	case errors.Is(err, errTagged):
 		a.guard = e.header() // a tag of it was invalidated: replace it
-	case err == errOldGeneration:
+	case errors.Is(err, errOldGeneration):
 		a.guard = e.header() // invalidated by InvalidateNamespace: replace it
 	case err == nil:
 		a.found, a.cert = true, cert
-	case err == errNegative:
+	case errors.Is(err, errNegative):
 		a.found, a.cert, a.err = true, cert, ErrNotFound
 	case kind == storedLease:
 		return a, true
@@ -761,7 +760,7 @@ func (c *Client) countStore(key string, n int64, err error) {
 	switch {
 	case err != nil:
 		c.ctr.fail(key)
-		c.logf(slog.LevelWarn, "rediscache: storing a loaded value failed", "key", key, "error", err)
+		c.warnf("rediscache: storing a loaded value failed", "key", key, "error", err)
 	case n == 0:
 		c.ctr.storesRefused.Add(1)
 	default:

@@ -3,7 +3,6 @@ package rediscache
 import (
 	"context"
 	"errors"
-	"log/slog"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -118,7 +117,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 	}
 	if len(st.failed) > 0 {
 		c.ctr.fallbacks.Add(uint64(len(st.failed)))
-		c.logf(slog.LevelWarn, "rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
+		c.warnf("rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
 	}
 	own, waits := c.keyLoads.claim(st.missing, c.opt.LoadTimeout)
 	for _, w := range own {
@@ -161,7 +160,7 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 		}
 		raw, gens = make([][]byte, len(keys)), make([]uint64, len(keys))
 	} else {
-		b, merr := c.mapBatch(ctx, opGetManyOrLoad, keys)
+		b, merr := c.mapBatch(opGetManyOrLoad, keys)
 		if merr != nil {
 			m.invalid = true
 			return st, merr
@@ -191,9 +190,40 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	default:
 		return st, err
 	}
+	m.refreshNear(ctx, keys, ks, raw, st.failed)
 	invalid := m.checkTags(ctx, raw, st.failed)
 	m.sort(&st, keys, ks, gens, raw, invalid)
 	return st, nil
+}
+
+// refreshNear reads again from Redis itself the keys whose bytes came from
+// the near cache but cannot be trusted from there (counters and raw bytes,
+// which carry no TTL, and entries past the end their envelope records), as
+// Get does: what the near cache held is dropped, and raw[i] becomes what
+// Redis holds (nil for a miss). A key whose read fails is marked failed.
+func (m *manyCall[T]) refreshNear(ctx context.Context, keys, ks []string, raw [][]byte, failed map[int]bool) {
+	c := m.c
+	if c.near == nil {
+		return
+	}
+	for i, b := range raw {
+		if b == nil || failed[i] || !c.nearStale(b) {
+			continue
+		}
+		fresh, err := c.getFresh(ctx, ks[i])
+		switch {
+		case errors.Is(err, redis.Nil):
+			raw[i] = nil
+		case err != nil:
+			c.ctr.fail(keys[i])
+			raw[i] = nil
+			failed[i] = true
+		case isLease(fresh):
+			raw[i] = nil
+		default:
+			raw[i] = fresh
+		}
+	}
 }
 
 // prefetchTags reads the versions of the call's tags (WithTags) beside the
@@ -294,27 +324,20 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 			st.missing = append(st.missing, want)
 			continue
 		}
-		if c.near != nil && c.nearStale(raw[i]) {
-			// Bytes from the near cache that may be past their end: load.
-			c.near.written(ks[i])
-			c.ctr.miss(key)
-			st.missing = append(st.missing, want)
-			continue
-		}
 		var v T
 		e, kind, err := c.decodeStored(raw[i], &v, gens[i])
-		if invalid[i] && (err == nil || err == errNegative) {
+		if invalid[i] && (err == nil || errors.Is(err, errNegative)) {
 			err = errTagged
 		}
 		switch {
-		case err == errTagged:
+		case errors.Is(err, errTagged):
 			c.ctr.miss(key)
 			want.lease, want.guard = false, e.header() // a tag of it was invalidated: replace it
 			st.missing = append(st.missing, want)
-		case err == errNegative:
+		case errors.Is(err, errNegative):
 			c.ctr.hit(key)
 			c.ctr.negativeHits.Add(1)
-		case err == errOldGeneration:
+		case errors.Is(err, errOldGeneration):
 			c.ctr.miss(key)
 			want.lease, want.guard = false, e.header() // invalidated by InvalidateNamespace: replace it
 			st.missing = append(st.missing, want)

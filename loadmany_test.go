@@ -87,7 +87,7 @@ func TestGetManyOrLoad(t *testing.T) {
 		cl := redistest.StartCluster(t, 3, 0)
 		c, err := rediscache.New(&rediscache.Options{Addrs: cl.Addrs(), Prefix: "gm"})
 		require.NoError(t, err)
-		defer c.Close()
+		defer func() { _ = c.Close() }()
 		run(t, c)
 	})
 }
@@ -129,7 +129,7 @@ func TestGetManyOrLoadErrorsAndFailOpen(t *testing.T) {
 	srv := redistest.Start(t)
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "fo", MaxRetries: -1})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	ctx := t.Context()
 	keys := []string{"item:1", "item:2"}
 

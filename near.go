@@ -3,6 +3,7 @@ package rediscache
 import (
 	"bytes"
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -311,4 +312,65 @@ func (c *Client) nowMs() int64 {
 		return c.near.now()
 	}
 	return time.Now().UnixMilli()
+}
+
+// nearStale reports whether bytes that may have come from the near cache
+// cannot be trusted to be current: an envelope past the TTL it records,
+// or a counter or raw value, whose end the Client cannot know.
+func (c *Client) nearStale(b []byte) bool {
+	e, kind, _ := parseStored(b)
+	return kind == storedCounter || kind == storedForeign || c.nearExpired(e)
+}
+
+// getFresh drops k's local copy and reads it from Redis itself: a
+// pipeline, which the near cache never answers.
+func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
+	c.near.written(k)
+	read := func(ctx context.Context) ([]byte, error) {
+		pipe := c.one.Pipeline()
+		get := pipe.Get(ctx, k)
+		_, _ = execPipe(ctx, pipe)
+		return get.Bytes()
+	}
+	b, err := read(ctx)
+	if err != nil && !errors.Is(err, redis.Nil) {
+		b, err = retry(ctx, c, idempotent, b, err, read)
+	}
+	return b, err
+}
+
+// nearGet is Get with Options.LocalCache: a decoded value kept from an
+// earlier hit is returned as is (values holding slices, maps or pointers
+// are shared between callers: treat them as read-only), once its tags, if
+// it has any, are checked (through the near cache).
+func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (T, error) {
+	k, gen, err := c.prepareRead(ctx, key)
+	if err != nil {
+		var zero T
+		return zero, opErr("get", key, err)
+	}
+	if ent, ok := c.near.load(k); ok && !ent.negative && ent.liveAt(c.near.now()) && ent.env.gen == gen {
+		if v, ok := ent.v.(T); ok {
+			current, err := c.tagsCurrent(ctx, ent.env, nil)
+			switch {
+			case err != nil:
+				c.ctr.fail(key)
+				var zero T
+				return zero, opErr("get", key, err)
+			case current:
+				c.ctr.hit(key)
+				return v, nil
+			}
+		}
+	}
+	// Declared here, not above: decoding into it moves it to the heap,
+	// which a hit need not pay for.
+	var v T
+	m := c.near.mark(k)
+	e, err := c.getInto(ctx, key, k, &v, gen, tags)
+	if err != nil {
+		return v, err
+	}
+	c.near.store(k, c.nearEntryOf(e, v), m)
+	return v, nil
 }

@@ -1,9 +1,12 @@
 package rediscache
 
 import (
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -74,5 +77,36 @@ func TestInvalidatePrefixDropsKeptCopiesItDoesNotFind(t *testing.T) {
 		require.NoError(t, err)
 		_, kept = c.near.load(k)
 		assert.False(t, kept, "%s left a kept copy under its prefix", op)
+	}
+}
+
+// nearCache embeds go-redis's experimental Cache interface and overrides
+// the methods that drop entries, so the decoded values follow. A method
+// go-redis adds to the interface in a minor release would pass through to
+// the bytes alone, unseen: this test names every method and what nearCache
+// does with it, fails on one it does not know, and checks that each
+// dropping method drops the decoded value too.
+func TestNearCacheKnowsEveryCacheMethod(t *testing.T) {
+	passes := []string{"Get", "Reserve", "FulfillOwned", "Cancel"} // reads and fills: go-redis refuses a fill after an invalidation
+	drops := map[string]func(n *nearCache){
+		"DeleteByRedisKey": func(n *nearCache) { n.DeleteByRedisKey(n.ns + "k") },
+		"DeleteByCacheKey": func(n *nearCache) { n.DeleteByCacheKey("any") },
+		"EvictByConn":      func(n *nearCache) { n.EvictByConn(1) },
+		"Flush":            func(n *nearCache) { n.Flush() },
+	}
+	iface := reflect.TypeFor[redis.Cache]()
+	for i := range iface.NumMethod() {
+		name := iface.Method(i).Name
+		assert.True(t, slices.Contains(passes, name) || drops[name] != nil,
+			"redis.Cache has a method nearCache does not know: %s (if it drops entries, override it to drop the decoded values)", name)
+	}
+	for name, drop := range drops {
+		n := newNearCache(10, -1, 0, "")
+		n.store("k", &nearEntry{v: 1}, n.mark("k"))
+		_, kept := n.load("k")
+		require.True(t, kept, name)
+		drop(n)
+		_, kept = n.load("k")
+		assert.False(t, kept, "%s left the decoded value", name)
 	}
 }

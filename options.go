@@ -30,19 +30,22 @@ const (
 )
 
 // Options configures a [Client]. The zero value of every field means its
-// documented default; for the numeric limits, -1 switches the feature off,
-// following go-redis's convention. [New] copies Options and never writes to
-// the caller's struct.
+// documented default. Every limit and duration follows one rule, go-redis's:
+// 0 is the default, -1 switches it off where the field says it can be off,
+// and any other negative value makes [New] return [ErrInvalidOptions].
+// [New] copies Options and never writes to the caller's struct.
 type Options struct {
 	// Redis is a go-redis client the caller already has (*redis.Client,
 	// *redis.ClusterClient, *redis.Ring, a failover client). It keeps its own
 	// hooks, TLS, ACL user, pool and retry settings, and Close does not close
 	// it. When nil, New builds a client from Addrs and the fields below.
 	//
-	// NOTE: a caller's client retries by itself (go-redis defaults to 3
-	// retries). Its retries run inside each of our attempts, so the worst case
-	// is (MaxRetries+1) x (its MaxRetries+1) attempts: set one of the two to
-	// -1. Set its ContextTimeoutEnabled so socket reads honour the context.
+	// A caller's client retries by itself (go-redis defaults to 3 retries),
+	// inside each of our attempts. So that a call still makes at most
+	// MaxRetries+1 attempts in all, rediscache retries only as often as that
+	// budget leaves: with both at their default of 3, go-redis retries and
+	// rediscache does not. Set its ContextTimeoutEnabled so socket reads
+	// honour the context.
 	Redis redis.UniversalClient
 
 	// Addrs are the server addresses used when Redis is nil. One address
@@ -63,11 +66,12 @@ type Options struct {
 	DB int
 	// TLSConfig enables TLS when non-nil.
 	TLSConfig *tls.Config
-	// PoolSize is the connection pool size per node. Default 50.
+	// PoolSize is the connection pool size per node. Default 50; it cannot
+	// be off.
 	PoolSize int
 	// DialTimeout, ReadTimeout and WriteTimeout are passed to go-redis; zero
-	// keeps go-redis's defaults (5s, 3s, 3s). The context deadline of each call
-	// is honoured as well.
+	// keeps go-redis's defaults (5s, 3s, 3s) and -1 means no timeout. The
+	// context deadline of each call is honoured as well.
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
@@ -92,9 +96,12 @@ type Options struct {
 	// ClientSideCacheConfig for other set-ups. Typed reads ([Get],
 	// [GetOrLoad]) also keep the decoded value, so a hit costs no decode
 	// either; GetOrLoad still applies its freshness rules (stale, XFetch,
-	// NegativeTTL) to the kept value.
+	// NegativeTTL) to the kept value. A kept value is shared: every typed hit
+	// returns the same value, so treat what [Get] and [GetOrLoad] return as
+	// read-only (a map, slice or pointer in it is the cache's copy).
 	LocalCache bool
-	// LocalCacheEntries bounds the local cache. Default 10,000.
+	// LocalCacheEntries bounds the local cache. Default 10,000; it cannot be
+	// off.
 	LocalCacheEntries int
 	// LocalCacheTTL bounds how long a value kept by LocalCache is used
 	// without hearing from Redis: past it, the next read fetches the key
@@ -109,7 +116,7 @@ type Options struct {
 	Prefix string
 
 	// DefaultTTL is used when a call passes ttl 0 and the key's namespace has
-	// no entry in NamespaceTTLs. Default TTLMedium (5m).
+	// no entry in NamespaceTTLs. Default TTLMedium (5m); it cannot be off.
 	DefaultTTL time.Duration
 	// NamespaceTTLs maps a namespace (the first ":"-separated segment of a
 	// logical key) to its TTL, used when a call passes ttl 0. A nil map means
@@ -126,13 +133,16 @@ type Options struct {
 	// MaxRetries is how many times a transient failure (network error,
 	// timeout, LOADING, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY) is
 	// retried, with exponential backoff and jitter between MinRetryBackoff and
-	// MaxRetryBackoff. Default 3; -1 disables retries. When New builds the
-	// go-redis client it switches go-redis's own retries off, so attempts never
-	// multiply.
+	// MaxRetryBackoff. Default 3; -1 disables retries. A call makes at most
+	// MaxRetries+1 attempts in all: when New builds the go-redis client it
+	// switches go-redis's own retries off, and on the caller's client (Redis)
+	// its own retries count against the budget.
 	MaxRetries int
-	// MinRetryBackoff is the first retry delay. Default 8ms.
+	// MinRetryBackoff is the first retry delay. Default 8ms; -1 (here or in
+	// MaxRetryBackoff) retries at once, without waiting.
 	MinRetryBackoff time.Duration
-	// MaxRetryBackoff caps the retry delay. Default 512ms.
+	// MaxRetryBackoff caps the retry delay. Default 512ms; -1 as for
+	// MinRetryBackoff.
 	MaxRetryBackoff time.Duration
 
 	// MaxValueSize is the largest encoded value Set accepts, in bytes.
@@ -150,11 +160,11 @@ type Options struct {
 	NegativeTTL time.Duration
 	// StaleTTL keeps a GetOrLoad entry this long past its freshness: a stale
 	// entry is served at once while one background load refreshes it, and
-	// goes on being served while the loader fails. 0 (the default) disables.
+	// goes on being served while the loader fails. Off by default (0 or -1).
 	StaleTTL time.Duration
 	// LoadTimeout bounds a shared load. The load runs detached from the
 	// cancellation of the caller that started it (each caller still leaves on
-	// its own context). Default 10s.
+	// its own context). Default 10s; it cannot be off.
 	LoadTimeout time.Duration
 	// LockTTL is the lifetime of the short Redis lease (SET NX PX) that lets
 	// one process load a missing key while other processes wait for the
@@ -178,7 +188,8 @@ type Options struct {
 	// with ErrCircuitOpen in its [*BatchError].
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open before it
-	// half-opens and lets one call at a time probe Redis. Default 1s.
+	// half-opens and lets one call at a time probe Redis. Default 1s; it
+	// cannot be off (BreakerFailures -1 switches the breaker off).
 	BreakerCooldown time.Duration
 
 	// Logger receives fail-open warnings and breaker state changes, at most
@@ -191,8 +202,10 @@ type Options struct {
 	// disables the monitor.
 	HealthCheckInterval time.Duration
 	// OnHealthChange, when set, is called with the check's result each time
-	// the healthy state flips. It runs on the monitor's goroutine: keep it
-	// short.
+	// the healthy state flips. It runs on the goroutine of the check that saw
+	// the flip: the background monitor's, a [Client.HealthCheck] caller's or
+	// a Prometheus scrape's, so two calls may run at once; keep it short and
+	// safe for concurrent use.
 	OnHealthChange func(Health)
 	// HealthCountKeys makes every health check ([Client.HealthCheck], the
 	// background monitor, a Prometheus scrape) also count the keys under
@@ -222,11 +235,8 @@ func (o *Options) init() error {
 	if o.Redis == nil && len(o.Addrs) == 0 {
 		return fmt.Errorf("%w: set Redis or Addrs", ErrInvalidOptions)
 	}
-	if o.DefaultTTL == 0 {
-		o.DefaultTTL = TTLMedium
-	}
-	if o.DefaultTTL < 0 {
-		return fmt.Errorf("%w: DefaultTTL %v is negative", ErrInvalidOptions, o.DefaultTTL)
+	if err := o.initLimits(); err != nil {
+		return err
 	}
 	for ns, ttl := range o.NamespaceTTLs {
 		if ttl < 0 {
@@ -239,62 +249,21 @@ func (o *Options) init() error {
 	if o.Codec == nil {
 		o.Codec = JSONCodec{}
 	}
-	switch {
-	case o.MaxRetries == 0:
-		o.MaxRetries = DefaultMaxRetries
-	case o.MaxRetries < 0:
+	if o.MaxRetries < 0 {
 		o.MaxRetries = 0
 	}
-	if o.MinRetryBackoff <= 0 {
-		o.MinRetryBackoff = DefaultMinRetryBackoff
+	if o.MinRetryBackoff < 0 || o.MaxRetryBackoff < 0 { // -1: retry at once
+		o.MinRetryBackoff, o.MaxRetryBackoff = 0, 0
 	}
-	if o.MaxRetryBackoff <= 0 {
-		o.MaxRetryBackoff = DefaultMaxRetryBackoff
-	}
-	if o.MaxRetryBackoff < o.MinRetryBackoff {
-		o.MaxRetryBackoff = o.MinRetryBackoff
-	}
-	if o.MaxValueSize == 0 {
-		o.MaxValueSize = DefaultMaxValueSize
-	}
-	if o.MaxKeySize == 0 {
-		o.MaxKeySize = DefaultMaxKeySize
-	}
-	if o.NegativeTTL == 0 {
-		o.NegativeTTL = DefaultNegativeTTL
-	}
+	o.MaxRetryBackoff = max(o.MaxRetryBackoff, o.MinRetryBackoff)
 	if o.StaleTTL < 0 {
 		o.StaleTTL = 0
-	}
-	if o.LoadTimeout <= 0 {
-		o.LoadTimeout = DefaultLoadTimeout
-	}
-	if o.LockTTL == 0 {
-		o.LockTTL = DefaultLockTTL
 	}
 	switch {
 	case o.EarlyRefreshBeta == 0:
 		o.EarlyRefreshBeta = DefaultEarlyRefreshBeta
 	case o.EarlyRefreshBeta != o.EarlyRefreshBeta:
 		return fmt.Errorf("%w: EarlyRefreshBeta is NaN", ErrInvalidOptions)
-	}
-	if o.BreakerFailures == 0 {
-		o.BreakerFailures = DefaultBreakerFailures
-	}
-	if o.BreakerCooldown <= 0 {
-		o.BreakerCooldown = DefaultBreakerCooldown
-	}
-	if o.HealthCheckInterval == 0 {
-		o.HealthCheckInterval = DefaultHealthCheckInterval
-	}
-	if o.GenerationTTL == 0 {
-		o.GenerationTTL = DefaultGenerationTTL
-	}
-	if o.PoolSize == 0 {
-		o.PoolSize = DefaultPoolSize
-	}
-	if o.PoolSize < 0 {
-		return fmt.Errorf("%w: PoolSize %d is negative", ErrInvalidOptions, o.PoolSize)
 	}
 	if o.LocalCache {
 		switch {
@@ -305,15 +274,73 @@ func (o *Options) init() error {
 		case o.DB != 0:
 			return fmt.Errorf("%w: LocalCache needs DB 0", ErrInvalidOptions)
 		}
-		if o.LocalCacheEntries <= 0 {
-			o.LocalCacheEntries = DefaultLocalCacheEntries
-		}
-		if o.LocalCacheTTL == 0 {
-			o.LocalCacheTTL = DefaultLocalCacheTTL
-		}
 	}
 	if o.DB != 0 && o.MasterName == "" && (len(o.Addrs) > 1 || o.ClusterMode) {
 		return fmt.Errorf("%w: DB must be 0 on a cluster", ErrInvalidOptions)
+	}
+	return nil
+}
+
+// A limit is an Options field that follows the one rule every limit and
+// duration follows, as go-redis's do: 0 is the default, -1 switches it off
+// where it can be off, and any other negative value is
+// [ErrInvalidOptions].
+type limit[T time.Duration | int] struct {
+	name string
+	v    *T
+	def  T
+	off  bool // -1 is allowed: off
+}
+
+// apply sets the default for 0 and checks a negative value.
+func (l limit[T]) apply() error {
+	switch {
+	case *l.v == 0:
+		*l.v = l.def
+	case *l.v == -1 && l.off:
+	case *l.v < 0 && l.off:
+		return fmt.Errorf("%w: %s is %v: 0 is the default, -1 switches it off, no other negative is allowed", ErrInvalidOptions, l.name, *l.v)
+	case *l.v < 0:
+		return fmt.Errorf("%w: %s is %v: 0 is the default, and it cannot be negative", ErrInvalidOptions, l.name, *l.v)
+	}
+	return nil
+}
+
+// initLimits applies the rule of limits to every such field.
+func (o *Options) initLimits() error {
+	durations := []limit[time.Duration]{
+		{"DialTimeout", &o.DialTimeout, 0, true}, // 0 and -1 go to go-redis as they are
+		{"ReadTimeout", &o.ReadTimeout, 0, true},
+		{"WriteTimeout", &o.WriteTimeout, 0, true},
+		{"LocalCacheTTL", &o.LocalCacheTTL, DefaultLocalCacheTTL, true},
+		{"DefaultTTL", &o.DefaultTTL, TTLMedium, false},
+		{"MinRetryBackoff", &o.MinRetryBackoff, DefaultMinRetryBackoff, true},
+		{"MaxRetryBackoff", &o.MaxRetryBackoff, DefaultMaxRetryBackoff, true},
+		{"GenerationTTL", &o.GenerationTTL, DefaultGenerationTTL, true},
+		{"NegativeTTL", &o.NegativeTTL, DefaultNegativeTTL, true},
+		{"StaleTTL", &o.StaleTTL, 0, true},
+		{"LoadTimeout", &o.LoadTimeout, DefaultLoadTimeout, false},
+		{"LockTTL", &o.LockTTL, DefaultLockTTL, true},
+		{"BreakerCooldown", &o.BreakerCooldown, DefaultBreakerCooldown, false},
+		{"HealthCheckInterval", &o.HealthCheckInterval, DefaultHealthCheckInterval, true},
+	}
+	for _, l := range durations {
+		if err := l.apply(); err != nil {
+			return err
+		}
+	}
+	ints := []limit[int]{
+		{"PoolSize", &o.PoolSize, DefaultPoolSize, false},
+		{"LocalCacheEntries", &o.LocalCacheEntries, DefaultLocalCacheEntries, false},
+		{"MaxRetries", &o.MaxRetries, DefaultMaxRetries, true},
+		{"MaxValueSize", &o.MaxValueSize, DefaultMaxValueSize, true},
+		{"BreakerFailures", &o.BreakerFailures, DefaultBreakerFailures, true},
+		{"MaxKeySize", &o.MaxKeySize, DefaultMaxKeySize, true},
+	}
+	for _, l := range ints {
+		if err := l.apply(); err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -53,6 +53,25 @@ func transient(err error, idem bool) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
+// ownRetries is how often rediscache retries a call on the caller's
+// client rdb, whose go-redis retries run inside each of its attempts: as
+// often as keeps the attempts of a call within maxRetries+1 in all (none
+// when rdb retries as much by itself). A client whose retries cannot be
+// read is taken to retry as go-redis does by default, 3 times.
+func ownRetries(maxRetries int, rdb redis.UniversalClient) int {
+	theirs := 3
+	switch r := rdb.(type) {
+	case *redis.Client:
+		theirs = r.Options().MaxRetries
+	case *redis.ClusterClient:
+		theirs = r.Options().MaxRetries
+	case *redis.Ring:
+		theirs = r.Options().MaxRetries
+	}
+	theirs = max(theirs, 0) // go-redis keeps -1 as "off" in some versions
+	return max((maxRetries+1)/(theirs+1)-1, 0)
+}
+
 // retry runs fn again after the first attempt failed with err, waiting an
 // exponential backoff with jitter before each attempt, until it succeeds,
 // fails permanently, MaxRetries is reached or ctx is done. It is only

@@ -30,7 +30,7 @@ func TestACLScopedToPrefix(t *testing.T) {
 
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Username: "myapp", Password: "app-password", Prefix: "myapp", MaxRetries: -1})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	g := rediscache.NewKeyGenerator(rediscache.V1)
 	key := g.TaskKey("1")
 
@@ -70,7 +70,7 @@ func TestACLScopedToPrefix(t *testing.T) {
 	// Outside the prefix: refused by Redis, and the other key survives.
 	other, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Username: "myapp", Password: "app-password", Prefix: "other", MaxRetries: -1})
 	require.NoError(t, err)
-	defer other.Close()
+	defer func() { _ = other.Close() }()
 	_, err = rediscache.Get[string](ctx, other, "secret")
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "NOPERM")
@@ -93,7 +93,7 @@ func TestWrongPasswordFailsEveryCall(t *testing.T) {
 	require.NoError(t, admin.ConfigSet(ctx, "requirepass", "right").Err())
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Password: "wrong", Prefix: "pw", MaxRetries: -1})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	calls := []struct {
 		name string
 		do   func() error

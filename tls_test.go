@@ -106,7 +106,7 @@ func TestTLS(t *testing.T) {
 	c, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, Prefix: "tls",
 		TLSConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}})
 	require.NoError(t, err)
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	require.NoError(t, c.Set(ctx, "k", "over tls", time.Minute))
 	v, err := rediscache.Get[string](ctx, c, "k")
 	require.NoError(t, err)
@@ -119,7 +119,7 @@ func TestTLS(t *testing.T) {
 	bad, err := rediscache.New(&rediscache.Options{Addrs: []string{addr}, MaxRetries: -1,
 		TLSConfig: &tls.Config{RootCAs: wrongPool, MinVersion: tls.VersionTLS12}})
 	require.NoError(t, err)
-	defer bad.Close()
+	defer func() { _ = bad.Close() }()
 	err = bad.Ping(ctx)
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "certificate signed by unknown authority")

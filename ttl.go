@@ -63,7 +63,12 @@ func (c *Client) ttl(key string, ttl time.Duration) (time.Duration, error) {
 		return 0, ErrInvalidTTL
 	case ttl == 0:
 		if len(c.opt.NamespaceTTLs) > 0 {
+			// The key holds the namespace as KeyGenerator escaped it; the
+			// map is keyed by the names themselves.
 			ns, _, _ := strings.Cut(key, ":")
+			if name, err := UnescapeComponent(ns); err == nil {
+				ns = name
+			}
 			ttl = c.TTLFor(Namespace(ns))
 		} else {
 			ttl = c.opt.DefaultTTL

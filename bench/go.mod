@@ -7,7 +7,7 @@ require (
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/redis/rueidis v1.0.79
 	github.com/redis/rueidis/rueidisaside v1.0.78
-	github.com/rediscache/rediscache v0.0.0
+	github.com/rediscache/rediscache v0.0.0-20261201223544-975bf5615dc7
 )
 
 require (

@@ -4,7 +4,7 @@ go 1.26.0
 
 require (
 	github.com/alicebob/miniredis/v2 v2.40.0
-	github.com/rediscache/rediscache v0.0.0
+	github.com/rediscache/rediscache v0.0.0-20261201223544-975bf5615dc7
 )
 
 require (

@@ -94,7 +94,7 @@ func newTestCache(t *testing.T) *rediscache.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -113,7 +113,7 @@ func newNearTestCache(t *testing.T) *rediscache.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { c.Close() })
+	t.Cleanup(func() { _ = c.Close() })
 	return c
 }
 
@@ -123,7 +123,7 @@ func ids(t *testing.T, st *store, query string, args ...any) []int64 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	var out []int64
 	for rows.Next() {
 		var id int64
@@ -249,7 +249,7 @@ func scan(t *testing.T, st *store, query string, args []any, each func(), dest .
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	for rows.Next() {
 		if err := rows.Scan(dest...); err != nil {
 			t.Fatal(err)
@@ -1079,7 +1079,7 @@ func TestRunReport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	img, err := png.Decode(f)
 	if err != nil {
 		t.Fatalf("chart is not a PNG: %v", err)
@@ -1564,7 +1564,7 @@ func TestStartRedisServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Close()
+	defer func() { _ = srv.Close() }()
 	if strings.HasSuffix(srv.Addr, fmt.Sprintf(":%d", sharedRedisPort)) || !strings.HasPrefix(srv.Addr, "127.0.0.1:") {
 		t.Fatalf("started on %s", srv.Addr)
 	}
@@ -1572,7 +1572,7 @@ func TestStartRedisServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	defer func() { _ = c.Close() }()
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -1583,7 +1583,7 @@ func TestStartRedisServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	if conn, err := net.DialTimeout("tcp", srv.Addr, time.Second); err == nil {
-		conn.Close()
+		_ = conn.Close()
 		t.Errorf("%s still accepts connections after Close", srv.Addr)
 	}
 }

@@ -213,7 +213,7 @@ func openPostgres(ctx context.Context, dsn string, conns int) (*store, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer admin.Close()
+	defer func() { _ = admin.Close() }()
 	schema := fmt.Sprintf("cachebench_%d_%d", os.Getpid(), time.Now().UnixNano()%1e6)
 	if _, err := admin.ExecContext(ctx, "CREATE SCHEMA "+schema); err != nil {
 		return nil, fmt.Errorf("postgres: %w", err)
@@ -223,7 +223,7 @@ func openPostgres(ctx context.Context, dsn string, conns int) (*store, error) {
 		if err != nil {
 			return err
 		}
-		defer a.Close()
+		defer func() { _ = a.Close() }()
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		_, err = a.ExecContext(ctx, "DROP SCHEMA "+schema+" CASCADE")
@@ -262,7 +262,7 @@ func openPostgres(ctx context.Context, dsn string, conns int) (*store, error) {
 // close closes the database and removes what openStore created.
 func (s *store) close() error {
 	for _, st := range s.stmts {
-		st.Close()
+		_ = st.Close()
 	}
 	return s.cleanup()
 }
@@ -289,8 +289,10 @@ func rebind(kind, query string) string {
 	return b.String()
 }
 
-func (s *store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
-	return s.db.ExecContext(ctx, rebind(s.kind, query), args...)
+// exec runs a statement without arguments (DDL, ANALYZE) in the store's
+// dialect.
+func (s *store) exec(ctx context.Context, query string) (sql.Result, error) {
+	return s.db.ExecContext(ctx, rebind(s.kind, query))
 }
 
 // schema returns the DDL: tables first, then the indexes (created after the
@@ -857,7 +859,7 @@ func query[T any](ctx context.Context, s *store, name, filter string, id int64, 
 	if err != nil {
 		return Page[T]{}, err
 	}
-	defer rows.Close()
+	defer func() { _ = rows.Close() }()
 	out := make([]T, 0, limit)
 	for rows.Next() {
 		var v T

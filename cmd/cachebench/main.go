@@ -264,7 +264,7 @@ func nearUnavailable(ctx context.Context, srv *redisServer) string {
 		return "Redis is an embedded miniredis, and LocalCache needs a real redis-server (CLIENT TRACKING on one standalone address): install redis-server or pass -redis ADDR"
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Protocol: 3, MaxRetries: -1, DialTimeout: 2 * time.Second, PoolSize: 1})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	if err := rdb.Do(ctx, "CLIENT", "TRACKING", "ON").Err(); err != nil {
 		return fmt.Sprintf("%s rejects CLIENT TRACKING, which LocalCache needs (%v)", srv.Desc, err)
 	}
@@ -529,8 +529,8 @@ func startProfile(file string) (stop func(), err error) {
 		return nil, err
 	}
 	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
-	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+	return func() { pprof.StopCPUProfile(); _ = f.Close() }, nil
 }

@@ -69,7 +69,7 @@ func freePort() (int, error) {
 			return 0, err
 		}
 		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
+		_ = l.Close()
 		if port != sharedRedisPort {
 			return port, nil
 		}
@@ -112,7 +112,7 @@ func tryRedisServer(ctx context.Context, bin string, port int) (*redisServer, er
 	cmd.Stdout, cmd.Stderr = &out, &out
 	setDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
-		os.RemoveAll(dir)
+		_ = os.RemoveAll(dir)
 		return nil, err
 	}
 	exited := make(chan struct{})
@@ -131,7 +131,7 @@ func tryRedisServer(ctx context.Context, bin string, port int) (*redisServer, er
 		return os.RemoveAll(dir)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1, DialTimeout: time.Second})
-	defer rdb.Close()
+	defer func() { _ = rdb.Close() }()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		err := rdb.Ping(ctx).Err()

@@ -13,12 +13,12 @@ import (
 type Kind uint8
 
 const (
-	// Stale: the read returned a version older than one whose
+	// Stale means the read returned a version older than one whose
 	// invalidation had returned before the read started.
 	Stale Kind = iota
-	// WrongKey: the read returned a value of another key.
+	// WrongKey means the read returned a value of another key.
 	WrongKey
-	// Future: the read returned a version that no recorded write had begun
+	// Future means the read returned a version that no recorded write had begun
 	// by the time the read ended: the test itself is broken.
 	Future
 )

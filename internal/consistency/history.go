@@ -68,11 +68,11 @@ type Write struct {
 type Outcome uint8
 
 const (
-	// Value: the read returned a value, of version Read.Version.
+	// Value means the read returned a value, of version Read.Version.
 	Value Outcome = iota
-	// Miss: the read found nothing (a plain Get); it is never a violation.
+	// Miss means the read found nothing (a plain Get); it is never a violation.
 	Miss
-	// Failed: the read returned an error; it is never a violation.
+	// Failed means the read returned an error; it is never a violation.
 	Failed
 )
 

@@ -163,7 +163,7 @@ func (s *Server) launchLocked() error {
 	if err != nil {
 		return fmt.Errorf("open log: %w", err)
 	}
-	fmt.Fprintf(logFile, "=== redistest: %s %s\n", s.bin, strings.Join(quoteArgs(s.args), " "))
+	_, _ = fmt.Fprintf(logFile, "=== redistest: %s %s\n", s.bin, strings.Join(quoteArgs(s.args), " "))
 
 	cmd := exec.Command(s.bin, s.args...)
 	cmd.Dir = s.dir
@@ -171,7 +171,7 @@ func (s *Server) launchLocked() error {
 	cmd.Stderr = logFile
 	setDeathSignal(cmd)
 	err = cmd.Start()
-	logFile.Close() // The child has its own copy of the descriptor.
+	_ = logFile.Close() // The child has its own copy of the descriptor.
 	if err != nil {
 		return fmt.Errorf("start %s: %w", s.bin, err)
 	}
@@ -483,19 +483,19 @@ func freePort(cluster bool) (int, error) {
 		}
 		port := l.Addr().(*net.TCPAddr).Port
 		if port == sharedRedisPort || (cluster && port > maxClusterPort) {
-			l.Close()
+			_ = l.Close()
 			continue
 		}
 		if cluster {
 			bus, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+clusterBusOffset)))
 			if err != nil {
-				l.Close()
+				_ = l.Close()
 				lastErr = err
 				continue
 			}
-			bus.Close()
+			_ = bus.Close()
 		}
-		l.Close()
+		_ = l.Close()
 		return port, nil
 	}
 	if lastErr == nil {
@@ -544,7 +544,7 @@ func serverPid(addr string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	defer conn.Close()
+	defer func() { _ = conn.Close() }()
 	_ = conn.SetDeadline(time.Now().Add(time.Second))
 	if _, err := io.WriteString(conn, "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {
 		return 0, err

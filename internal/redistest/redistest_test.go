@@ -116,7 +116,7 @@ func TestKillRestart(t *testing.T) {
 	check(t, processGone(oldPid), "pid %d still exists after Kill", oldPid)
 	conn, err := net.DialTimeout("tcp", addr, time.Second)
 	if err == nil {
-		conn.Close()
+		_ = conn.Close()
 	}
 	must(t, err != nil, "%s still reachable after Kill", addr)
 	must(t, c.Ping(ctx).Err() != nil, "PING succeeded after Kill")

@@ -190,7 +190,7 @@ func (s *Sentinel) Master() *Server {
 // back to back, so the address is at least as new as the epoch.
 func masterView(ctx context.Context, sentinelAddr, name string) (string, int64, error) {
 	cl := redis.NewClient(probeOptions(sentinelAddr))
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	master := redis.NewMapStringStringCmd(ctx, "sentinel", "master", name)
 	addr := redis.NewStringSliceCmd(ctx, "sentinel", "get-master-addr-by-name", name)
 	if _, err := cl.Pipelined(ctx, func(p redis.Pipeliner) error {
@@ -349,7 +349,7 @@ func checkRole(addr, want string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*sentinelQueryTimeout)
 	defer cancel()
 	cl := redis.NewClient(probeOptions(addr))
-	defer cl.Close()
+	defer func() { _ = cl.Close() }()
 	v, err := cl.Do(ctx, "ROLE").Slice()
 	if err != nil {
 		return fmt.Errorf("ROLE on %s: %w", addr, err)
@@ -364,7 +364,7 @@ func checkRole(addr, want string) error {
 // every replica reports its link to master up.
 func waitReplication(master *Server, replicas []*Server, timeout time.Duration) error {
 	mc := redis.NewClient(probeOptions(master.Addr()))
-	defer mc.Close()
+	defer func() { _ = mc.Close() }()
 	rcs := make([]*redis.Client, len(replicas))
 	for i, r := range replicas {
 		rcs[i] = redis.NewClient(probeOptions(r.Addr()))
