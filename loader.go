@@ -139,38 +139,87 @@ type loaded[T any] struct{ v T }
 // load. again is true when the shared load it joined cannot answer this
 // call (see flight) and retried is false: the caller answers once more.
 func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Source, err error, again bool) {
+	useRedis, err := lc.locate(ctx)
+	switch {
+	case err != nil:
+		return v, 0, err, false
+	case !useRedis:
+		return lc.fallback(ctx, retried)
+	}
+	var m nearMark
+	if lc.c.near != nil {
+		v, src, r, err := lc.fromNear(ctx)
+		switch r {
+		case nearAnswered:
+			return v, src, err, false
+		case nearFallback:
+			return lc.fallback(ctx, retried)
+		}
+		m = lc.c.near.mark(lc.k)
+	}
+	return lc.fromRedis(ctx, m, retried)
+}
+
+// locate resolves the call's stored key and namespace generation. It
+// reports false, with no error, when the call is to skip Redis and serve
+// the loader: a breaker is open, or the generations are unknown. The error
+// is an invalid key's.
+func (lc *loadCall[T]) locate(ctx context.Context) (useRedis bool, err error) {
 	c := lc.c
 	if !c.brk.allow() {
-		return lc.fallback(ctx, retried)
+		return false, nil
 	}
 	if lc.k, err = c.storageKey(lc.key); err != nil {
-		return v, 0, opErr(opGetOrLoad, lc.key, err), false
+		return false, opErr(opGetOrLoad, lc.key, err)
 	}
 	if !c.nodeAllows(ctx, lc.k) {
-		return lc.fallback(ctx, retried)
+		return false, nil
 	}
 	if lc.gen, err = c.expect(ctx, lc.key); err != nil {
 		c.ctr.fail(lc.key)
 		c.warnf("rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
-		return lc.fallback(ctx, retried)
+		return false, nil
 	}
-	var m nearMark
-	if c.near != nil {
-		if ent, ok := c.near.load(lc.k); ok && ent.liveAt(c.near.now()) && ent.env.gen == lc.gen {
-			// A value kept as another type is read from Redis instead.
-			if kept, isT := ent.v.(T); isT || ent.negative {
-				current, terr := c.tagsCurrent(ctx, ent.env, nil)
-				if terr != nil {
-					return lc.fallback(ctx, retried)
-				}
-				if current {
-					v, src, err = lc.hit(kept, ent.env, ent.negative)
-					return v, src, err, false
-				}
-			}
-		}
-		m = c.near.mark(lc.k)
+	return true, nil
+}
+
+// nearResult is what the near cache made of a call.
+type nearResult uint8
+
+const (
+	nearMissed   nearResult = iota // nothing usable kept: read Redis
+	nearAnswered                   // answered from the kept value
+	nearFallback                   // the kept value's tags cannot be checked: serve the loader
+)
+
+// fromNear answers from the value the near cache keeps for the key, if it
+// is live, of the call's generation and type, and its tags are current.
+func (lc *loadCall[T]) fromNear(ctx context.Context) (v T, src Source, r nearResult, err error) {
+	c := lc.c
+	ent, ok := c.near.load(lc.k)
+	if !ok || !ent.liveAt(c.near.now()) || ent.env.gen != lc.gen {
+		return v, 0, nearMissed, nil
 	}
+	kept, isT := ent.v.(T)
+	if !isT && !ent.negative {
+		return v, 0, nearMissed, nil // kept as another type: read from Redis instead
+	}
+	current, terr := c.tagsCurrent(ctx, ent.env, nil)
+	switch {
+	case terr != nil:
+		return v, 0, nearFallback, nil
+	case !current:
+		return v, 0, nearMissed, nil
+	}
+	v, src, err = lc.hit(kept, ent.env, ent.negative)
+	return v, src, nearAnswered, err
+}
+
+// fromRedis reads the key from Redis and answers with what it holds, or,
+// on a miss, through a shared load; m is the near cache's mark taken
+// before the read, for keeping what it decodes.
+func (lc *loadCall[T]) fromRedis(ctx context.Context, m nearMark, retried bool) (v T, src Source, err error, again bool) {
+	c := lc.c
 	b, known, err := c.getTagged(ctx, lc.k, lc.tags)
 	switch {
 	case err == nil:
