@@ -93,6 +93,8 @@ func (c *Client) HealthCheck(ctx context.Context) Health {
 	return h
 }
 
+// healthCheck is HealthCheck without recording the result: the pool's
+// figures, every node checked, and the sums over the nodes.
 func (c *Client) healthCheck(ctx context.Context) Health {
 	h := Health{CheckedAt: time.Now()}
 	switch {
@@ -107,30 +109,50 @@ func (c *Client) healthCheck(ctx context.Context) Health {
 		h.Pool = PoolStats{Hits: ps.Hits, Misses: ps.Misses, Timeouts: ps.Timeouts,
 			TotalConns: ps.TotalConns, IdleConns: ps.IdleConns, StaleConns: ps.StaleConns}
 	}
-	var mu sync.Mutex
+	h.Nodes, h.Err = c.checkNodes(ctx)
+	h.sumNodes()
+	h.Keys = -1
+	if c.opt.HealthCountKeys && h.Healthy {
+		h.Keys = c.countKeys(ctx, h.DBSize)
+	}
+	return h
+}
+
+// checkNodes checks every node of the Client: each master of a cluster,
+// each shard of a ring, the server, or (for a client of another kind) a
+// PING. The error is one of walking the nodes, not of a node.
+func (c *Client) checkNodes(ctx context.Context) ([]NodeHealth, error) {
+	var (
+		mu    sync.Mutex
+		nodes []NodeHealth
+	)
 	check := func(ctx context.Context, node *redis.Client) error {
 		n := checkNode(ctx, node)
 		mu.Lock()
-		h.Nodes = append(h.Nodes, n)
+		nodes = append(nodes, n)
 		mu.Unlock()
 		return nil
 	}
+	var err error
 	switch rdb := c.rdb.(type) {
 	case *redis.ClusterClient:
-		if err := rdb.ForEachMaster(ctx, check); err != nil {
-			h.Err = err
-		}
+		err = rdb.ForEachMaster(ctx, check)
 	case *redis.Ring:
-		if err := rdb.ForEachShard(ctx, check); err != nil {
-			h.Err = err
-		}
+		err = rdb.ForEachShard(ctx, check)
 	case *redis.Client:
 		_ = check(ctx, rdb)
 	default:
 		start := time.Now()
-		err := rdb.Ping(ctx).Err()
-		h.Nodes = append(h.Nodes, NodeHealth{Addr: "unknown", Healthy: err == nil, Latency: time.Since(start), Err: err})
+		perr := rdb.Ping(ctx).Err()
+		nodes = append(nodes, NodeHealth{Addr: "unknown", Healthy: perr == nil, Latency: time.Since(start), Err: perr})
 	}
+	return nodes, err
+}
+
+// sumNodes sets h's totals from its nodes: healthy only if every node is
+// (and there is one), the worst latency, summed memory, clients and keys,
+// and the unhealthy nodes' errors joined into h.Err.
+func (h *Health) sumNodes() {
 	h.Healthy = h.Err == nil && len(h.Nodes) > 0
 	var errs []error
 	for _, n := range h.Nodes {
@@ -152,11 +174,6 @@ func (c *Client) healthCheck(ctx context.Context) Health {
 	} else {
 		h.UsedMemoryHuman = humanBytes(h.UsedMemory)
 	}
-	h.Keys = -1
-	if c.opt.HealthCountKeys && h.Healthy {
-		h.Keys = c.countKeys(ctx, h.DBSize)
-	}
-	return h
 }
 
 // countKeys counts the keys under the Prefix for Options.HealthCountKeys:
