@@ -292,76 +292,94 @@ func bytesOf(s string) []byte {
 // GETs elsewhere. hit is called with the stored bytes of a found key and
 // may reject them (a corrupt value); misses and hits are counted here.
 func (b *batch) get(ctx context.Context, hit func(i int, p []byte) error) {
-	c := b.c
-	miss := func(i int) {
-		if !b.quiet {
-			c.ctr.miss(b.keys[i])
-		}
-	}
-	found := func(i int, p []byte) error {
-		switch err := hit(i, p); {
-		case errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration): // a cached "not found", a load's lease, an invalidated entry: a miss here
-			miss(i)
-			return nil
-		case err != nil:
-			return err
-		}
-		if !b.quiet {
-			c.ctr.hit(b.keys[i])
-		}
-		return nil
-	}
-	if c.single() {
-		b.run(ctx, func(ctx context.Context, idx []int, errs []error) {
-			args := make([]any, 1+len(idx))
-			args[0] = "mget"
-			for j, i := range idx {
-				args[1+j] = b.ks[i]
-			}
-			cmd := redis.NewSliceCmd(ctx, args...)
-			_ = c.rdb.Process(ctx, cmd)
-			vals, err := cmd.Result()
-			if err == nil && len(vals) != len(idx) {
-				err = fmt.Errorf("rediscache: MGET returned %d values for %d keys", len(vals), len(idx))
-			}
-			if err != nil {
-				for j := range errs {
-					errs[j] = err
-				}
-				return
-			}
-			for j, v := range vals {
-				switch v := v.(type) {
-				case nil:
-					miss(idx[j])
-				case string:
-					errs[j] = found(idx[j], bytesOf(v))
-				default:
-					errs[j] = fmt.Errorf("rediscache: MGET returned a %T", v)
-				}
-			}
-		})
+	r := batchRead{b: b, hit: hit}
+	if b.c.single() {
+		b.run(ctx, r.mget)
 		return
 	}
-	b.run(ctx, func(ctx context.Context, idx []int, errs []error) {
-		pipe := c.rdb.Pipeline()
-		cmds := make([]*redis.StringCmd, len(idx))
-		for j, i := range idx {
-			cmds[j] = pipe.Get(ctx, b.ks[i])
+	b.run(ctx, r.pipelinedGets)
+}
+
+// batchRead is one batch.get: the batch, and what to do with each value.
+type batchRead struct {
+	b   *batch
+	hit func(i int, p []byte) error
+}
+
+// miss counts key i as a miss, unless the batch is quiet.
+func (r batchRead) miss(i int) {
+	if !r.b.quiet {
+		r.b.c.ctr.miss(r.b.keys[i])
+	}
+}
+
+// found hands key i's bytes to hit and counts the outcome: a hit, or a
+// miss for a cached "not found", a load's lease or an invalidated entry.
+func (r batchRead) found(i int, p []byte) error {
+	switch err := r.hit(i, p); {
+	case errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration):
+		r.miss(i)
+		return nil
+	case err != nil:
+		return err
+	}
+	if !r.b.quiet {
+		r.b.c.ctr.hit(r.b.keys[i])
+	}
+	return nil
+}
+
+// mget reads the keys at idx with one multi-key MGET (one server: no slots).
+func (r batchRead) mget(ctx context.Context, idx []int, errs []error) {
+	args := make([]any, 1+len(idx))
+	args[0] = "mget"
+	for j, i := range idx {
+		args[1+j] = r.b.ks[i]
+	}
+	cmd := redis.NewSliceCmd(ctx, args...)
+	_ = r.b.c.rdb.Process(ctx, cmd)
+	vals, err := cmd.Result()
+	if err == nil && len(vals) != len(idx) {
+		err = fmt.Errorf("rediscache: MGET returned %d values for %d keys", len(vals), len(idx))
+	}
+	if err != nil {
+		for j := range errs {
+			errs[j] = err
 		}
-		_, _ = execPipe(ctx, pipe) // the first error; each command's own is read below
-		for j, cmd := range cmds {
-			s, err := cmd.Result()
-			switch {
-			case err == nil:
-				errs[j] = found(idx[j], bytesOf(s))
-			case errors.Is(err, redis.Nil):
-				miss(idx[j])
-			default:
-				errs[j] = err
-			}
+		return
+	}
+	for j, v := range vals {
+		switch v := v.(type) {
+		case nil:
+			r.miss(idx[j])
+		case string:
+			errs[j] = r.found(idx[j], bytesOf(v))
+		default:
+			errs[j] = fmt.Errorf("rediscache: MGET returned a %T", v)
 		}
-	})
+	}
+}
+
+// pipelinedGets reads the keys at idx with a pipeline of single-key GETs
+// (a cluster or ring: keys in many slots).
+func (r batchRead) pipelinedGets(ctx context.Context, idx []int, errs []error) {
+	pipe := r.b.c.rdb.Pipeline()
+	cmds := make([]*redis.StringCmd, len(idx))
+	for j, i := range idx {
+		cmds[j] = pipe.Get(ctx, r.b.ks[i])
+	}
+	_, _ = execPipe(ctx, pipe) // the first error; each command's own is read below
+	for j, cmd := range cmds {
+		s, err := cmd.Result()
+		switch {
+		case err == nil:
+			errs[j] = r.found(idx[j], bytesOf(s))
+		case errors.Is(err, redis.Nil):
+			r.miss(idx[j])
+		default:
+			errs[j] = err
+		}
+	}
 }
 
 // set writes vals[i] at every key of b with SET PX ttls[i], in pipelines.
