@@ -56,7 +56,7 @@ func TestInvalidateNamespace(t *testing.T) {
 			time.Sleep(2 * time.Millisecond)
 		}
 	}()
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, func() bool { mu.Lock(); defer mu.Unlock(); return !lastOld.IsZero() }, 5*time.Second, time.Millisecond, "B reads the old value before the bump")
 	bumped := time.Now()
 	gen, err := a.InvalidateNamespace(ctx, rediscache.NamespaceTasks)
 	require.NoError(t, err)

@@ -557,12 +557,14 @@ func TestGetOrLoadPanickingLoader(t *testing.T) {
 	e := newRealEnv(t)
 	c := e.client(t, rediscache.Options{Prefix: "p"})
 	var calls atomic.Int64
+	const waiters = 20
 	panicking := func(context.Context) (string, error) {
 		calls.Add(1)
-		time.Sleep(200 * time.Millisecond)
+		for deadline := time.Now().Add(5 * time.Second); rediscache.FlightCallers(c) < waiters && time.Now().Before(deadline); {
+			time.Sleep(time.Millisecond) // until every waiter has joined
+		}
 		panic("boom in the loader")
 	}
-	const waiters = 20
 	together(waiters, func(int) {
 		v, err := rediscache.GetOrLoad(t.Context(), c, "k", 0, panicking)
 		assert.ErrorIs(t, err, rediscache.ErrLoaderPanic)
@@ -621,7 +623,7 @@ func TestGetOrLoadCancelledWaiter(t *testing.T) {
 		v, src, err := rediscache.GetOrLoadWithSource(t.Context(), c, "k", 0, load)
 		resB <- result{v, src, err}
 	}()
-	time.Sleep(50 * time.Millisecond) // B joins the load
+	require.Eventually(t, func() bool { return rediscache.FlightCallers(c) == 2 }, 5*time.Second, time.Millisecond, "B joins the load")
 
 	cancelA()
 	cancelled := time.Now()
@@ -716,14 +718,18 @@ func TestGetOrLoadCloseLeavesNoGoroutine(t *testing.T) {
 		require.NoError(t, err)
 	}
 	// Foreground loads in flight.
-	var wg sync.WaitGroup
+	var (
+		wg      sync.WaitGroup
+		started atomic.Int64
+	)
+	cold := func(ctx context.Context) (string, error) { started.Add(1); return slow(ctx) }
 	for i := range 20 {
 		wg.Go(func() {
-			_, err := rediscache.GetOrLoad(ctx, c, fmt.Sprint("cold", i), ttl, slow)
+			_, err := rediscache.GetOrLoad(ctx, c, fmt.Sprint("cold", i), ttl, cold)
 			assert.ErrorIs(t, err, rediscache.ErrClosed, "a load cancelled by Close")
 		})
 	}
-	time.Sleep(50 * time.Millisecond)
+	require.Eventually(t, func() bool { return started.Load() == 20 }, 5*time.Second, time.Millisecond, "the foreground loads are in flight")
 	require.Positive(t, c.Stats().EarlyRefreshes+c.Stats().StaleServed)
 
 	closed := make(chan error, 1)
