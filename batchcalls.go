@@ -374,8 +374,11 @@ func (c *Client) mgetBatch(ctx context.Context, b *batch, quiet bool) ([][]byte,
 // MSet stores raw payloads as they are (no envelope, no Codec) for callers
 // that encode values themselves, with SET key value PX ttl per key, one
 // round trip per node per 500 keys. A ttl of 0 means each key's namespace
-// TTL or DefaultTTL, with TTLJitter per key. [GetMany] cannot decode such
-// values (they read as [ErrCorruptValue]); read them with [Client.MGet].
+// TTL or DefaultTTL, with TTLJitter per key. Typed reads ([Get], [GetMany],
+// [GetOrLoad], ...) cannot decode such values: they read as
+// [ErrCorruptValue], and GetOrLoad loads without overwriting them. A
+// payload that is a decimal integer is the exception: it reads as a counter
+// into an integer type. Read raw values with [Client.MGet].
 //
 // Every key and payload is checked before anything is sent: on a nil
 // context, a closed Client, an invalid key, a negative ttl, a nil payload
