@@ -315,7 +315,20 @@ func (r batchRead) miss(i int) {
 
 // found hands key i's bytes to hit and counts the outcome: a hit, or a
 // miss for a cached "not found", a load's lease or an invalidated entry.
-func (r batchRead) found(i int, p []byte) error {
+// Bytes the near cache answered that it cannot vouch for (see nearStale)
+// are read again from Redis first, for every batch read alike.
+func (r batchRead) found(ctx context.Context, i int, p []byte) error {
+	if c := r.b.c; c.near != nil && c.nearStale(p) {
+		fresh, err := c.getFresh(ctx, r.b.ks[i])
+		switch {
+		case errors.Is(err, redis.Nil):
+			r.miss(i)
+			return nil
+		case err != nil:
+			return err
+		}
+		p = fresh
+	}
 	switch err := r.hit(i, p); {
 	case errors.Is(err, errNegative) || errors.Is(err, errLeaseOnly) || errors.Is(err, errOldGeneration):
 		r.miss(i)
@@ -353,7 +366,7 @@ func (r batchRead) mget(ctx context.Context, idx []int, errs []error) {
 		case nil:
 			r.miss(idx[j])
 		case string:
-			errs[j] = r.found(idx[j], bytesOf(v))
+			errs[j] = r.found(ctx, idx[j], bytesOf(v))
 		default:
 			errs[j] = fmt.Errorf("rediscache: MGET returned a %T", v)
 		}
@@ -373,7 +386,7 @@ func (r batchRead) pipelinedGets(ctx context.Context, idx []int, errs []error) {
 		s, err := cmd.Result()
 		switch {
 		case err == nil:
-			errs[j] = r.found(idx[j], bytesOf(s))
+			errs[j] = r.found(ctx, idx[j], bytesOf(s))
 		case errors.Is(err, redis.Nil):
 			r.miss(idx[j])
 		default:

@@ -64,7 +64,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 			if idx != nil {
 				i = idx[j]
 			}
-			return g.decode(ctx, i, p)
+			return g.decode(i, p)
 		})
 	}
 	var known tagVersions
@@ -117,21 +117,10 @@ func (g *getMany[T]) takeKept(i int, ent *nearEntry) bool {
 }
 
 // decode decodes the stored bytes p of key i.
-func (g *getMany[T]) decode(ctx context.Context, i int, p []byte) error {
+func (g *getMany[T]) decode(i int, p []byte) error {
 	c := g.c
 	if g.genErrs[i] != nil {
 		return g.genErrs[i]
-	}
-	if c.near != nil && c.nearStale(p) {
-		// Bytes from the near cache that may be past their end.
-		fresh, err := c.getFresh(ctx, g.b.ks[i])
-		switch {
-		case errors.Is(err, redis.Nil):
-			return nil // a miss
-		case err != nil:
-			return err
-		}
-		p = fresh
 	}
 	e, _, err := c.decodeStored(p, &g.vals[i], g.gens[i])
 	switch {

@@ -190,40 +190,9 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	default:
 		return st, err
 	}
-	m.refreshNear(ctx, keys, ks, raw, st.failed)
 	invalid := m.checkTags(ctx, raw, st.failed)
 	m.sort(&st, keys, ks, gens, raw, invalid)
 	return st, nil
-}
-
-// refreshNear reads again from Redis itself the keys whose bytes came from
-// the near cache but cannot be trusted from there (counters and raw bytes,
-// which carry no TTL, and entries past the end their envelope records), as
-// Get does: what the near cache held is dropped, and raw[i] becomes what
-// Redis holds (nil for a miss). A key whose read fails is marked failed.
-func (m *manyCall[T]) refreshNear(ctx context.Context, keys, ks []string, raw [][]byte, failed map[int]bool) {
-	c := m.c
-	if c.near == nil {
-		return
-	}
-	for i, b := range raw {
-		if b == nil || failed[i] || !c.nearStale(b) {
-			continue
-		}
-		fresh, err := c.getFresh(ctx, ks[i])
-		switch {
-		case errors.Is(err, redis.Nil):
-			raw[i] = nil
-		case err != nil:
-			c.ctr.fail(keys[i])
-			raw[i] = nil
-			failed[i] = true
-		case isLease(fresh):
-			raw[i] = nil
-		default:
-			raw[i] = fresh
-		}
-	}
 }
 
 // prefetchTags reads the versions of the call's tags (WithTags) beside the
