@@ -6,7 +6,6 @@ import (
 	"fmt"
 	mrand "math/rand/v2"
 	"strconv"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -268,49 +267,21 @@ func (c *Client) storeAbsentScripted(ctx context.Context, counts *deleteCounts, 
 	}
 }
 
-// unlinkCounted is Delete of one stored key on a Client that counts
-// deletes: UNLINK and the bump of its bucket's counter in one pipeline.
-// A bump refused for OOM (Redis over maxmemory refuses writes, but not
-// UNLINK) does not fail the Delete: while Redis refuses writes, no batch
-// load can store either.
-func (c *Client) unlinkCounted(ctx context.Context, k string) (int64, error) {
+// counted runs one write of stored key k, which queue adds to a pipeline,
+// on a Client that counts writes: the bump of k's bucket counter first,
+// then the write, in one round trip. It returns the write's command; the
+// error is the write's, else the bump's. A bump refused for OOM (Redis over
+// maxmemory refuses writes, but not UNLINK) does not fail a Delete: while
+// Redis refuses writes, no batch load can store either.
+func counted[C redis.Cmder](ctx context.Context, c *Client, k string, queue func(redis.Pipeliner) C) (C, error) {
 	pipe := c.one.Pipeline()
 	c.bumpDeletes(ctx, pipe, []string{k})
-	unlink := pipe.Unlink(ctx, k)
+	cmd := queue(pipe)
 	cmds, _ := execPipe(ctx, pipe)
-	n, err := unlink.Result()
-	if err != nil {
-		return 0, err
+	if err := cmd.Err(); err != nil {
+		return cmd, err
 	}
-	return n, bumpErr(cmds[:1])
-}
-
-// setCounted is SET PX of one stored key on a Client that counts writes:
-// the bump of its bucket's counter and the SET in one pipeline.
-func (c *Client) setCounted(ctx context.Context, k string, b []byte, ttl time.Duration) (string, error) {
-	pipe := c.one.Pipeline()
-	c.bumpDeletes(ctx, pipe, []string{k})
-	set := pipe.Set(ctx, k, b, ttl)
-	cmds, _ := execPipe(ctx, pipe)
-	s, err := set.Result()
-	if err != nil {
-		return s, err
-	}
-	return s, bumpErr(cmds[:1])
-}
-
-// incrCounted is INCRBY of one stored key on a Client that counts writes:
-// the bump of its bucket's counter and the INCRBY in one pipeline.
-func (c *Client) incrCounted(ctx context.Context, k string, delta int64) (int64, error) {
-	pipe := c.one.Pipeline()
-	c.bumpDeletes(ctx, pipe, []string{k})
-	incr := pipe.IncrBy(ctx, k, delta)
-	cmds, _ := execPipe(ctx, pipe)
-	n, err := incr.Result()
-	if err != nil {
-		return n, err
-	}
-	return n, bumpErr(cmds[:1])
+	return cmd, bumpErr(cmds[:1])
 }
 
 // bumpErr is the first error of counter bumps that is not Redis refusing

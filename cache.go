@@ -192,7 +192,10 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 	}
 	set := func(ctx context.Context) (string, error) { return c.one.Set(ctx, k, b, ttl).Result() }
 	if c.countsDeletes() {
-		set = func(ctx context.Context) (string, error) { return c.setCounted(ctx, k, b, ttl) }
+		set = func(ctx context.Context) (string, error) {
+			cmd, err := counted(ctx, c, k, func(p redis.Pipeliner) *redis.StatusCmd { return p.Set(ctx, k, b, ttl) })
+			return cmd.Val(), err
+		}
 	}
 	start := mono()
 	_, err := set(ctx)
@@ -228,7 +231,10 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 	}
 	unlink := func(ctx context.Context) (int64, error) { return c.one.Unlink(ctx, k).Result() }
 	if c.countsDeletes() {
-		unlink = func(ctx context.Context) (int64, error) { return c.unlinkCounted(ctx, k) }
+		unlink = func(ctx context.Context) (int64, error) {
+			cmd, err := counted(ctx, c, k, func(p redis.Pipeliner) *redis.IntCmd { return p.Unlink(ctx, k) })
+			return cmd.Val(), err
+		}
 	}
 	start := mono()
 	n, err := unlink(ctx)
@@ -288,7 +294,8 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 			err error
 		)
 		if c.countsDeletes() {
-			n, err = c.incrCounted(ctx, k, delta)
+			cmd, cerr := counted(ctx, c, k, func(p redis.Pipeliner) *redis.IntCmd { return p.IncrBy(ctx, k, delta) })
+			n, err = cmd.Val(), cerr
 		} else {
 			n, err = c.one.IncrBy(ctx, k, delta).Result()
 		}
