@@ -284,27 +284,25 @@ func (k *keyIndex) add(w *Write, lag time.Duration) {
 	}
 	if !w.Lagged {
 		k.all.add(w.Returned, w)
-		if k.byClient == nil {
-			k.byClient = make(map[int]*timeline)
-		}
-		tl := k.byClient[w.Client]
-		if tl == nil {
-			tl = &timeline{}
-			k.byClient[w.Client] = tl
-		}
-		tl.add(w.Returned, w)
+		clientTimeline(&k.byClient, w.Client).add(w.Returned, w)
 		return
 	}
 	k.lagged.add(w.Returned+lag, w)
-	if k.own == nil {
-		k.own = make(map[int]*timeline)
+	clientTimeline(&k.own, w.Client).add(w.Returned, w)
+}
+
+// clientTimeline returns client's timeline in *m, creating the map and the
+// timeline as needed.
+func clientTimeline(m *map[int]*timeline, client int) *timeline {
+	if *m == nil {
+		*m = make(map[int]*timeline)
 	}
-	tl := k.own[w.Client]
+	tl := (*m)[client]
 	if tl == nil {
 		tl = &timeline{}
-		k.own[w.Client] = tl
+		(*m)[client] = tl
 	}
-	tl.add(w.Returned, w)
+	return tl
 }
 
 func (k *keyIndex) seal() {
