@@ -26,7 +26,12 @@ import (
 // decode: [ErrCorruptValue]), GetMany returns the values it did read
 // together with a [*BatchError] naming the failed keys; every key is then
 // either in the map, a miss, or in BatchError.Failed.
-func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallOption) (map[string]T, error) {
+func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallOption) (found map[string]T, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newBatchCall("getmany", keys)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err, call.Hits = err, len(found); o.end(ctx, call) }()
+	}
 	o, err := parseCallOptions(opts)
 	if err != nil {
 		return nil, opErr("getmany", "", err)
@@ -223,7 +228,12 @@ func (g *getMany[T]) count(get *batch) {
 // An empty items writes nothing and returns nil. When some writes fail, the
 // others are kept and SetMany returns a [*BatchError] naming the failed
 // keys.
-func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time.Duration, opts ...CallOption) error {
+func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time.Duration, opts ...CallOption) (err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := newItemsCall(c, "setmany", items)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	o, err := parseCallOptions(opts)
 	if err != nil {
 		return opErr("setmany", "", err)
@@ -303,7 +313,12 @@ func (c *Client) batchTTLs(b *batch, ttl time.Duration) ([]time.Duration, error)
 // nil. When some deletes fail, DeleteMany returns the number it did delete
 // and a [*BatchError] naming the keys that may remain. After a retried
 // timeout the count may miss keys the lost attempt deleted.
-func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
+func (c *Client) DeleteMany(ctx context.Context, keys []string) (_ int64, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newBatchCall("deletemany", keys)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	b, err := c.newBatch(ctx, "deletemany", keys)
 	if err != nil || len(keys) == 0 {
 		return 0, err
@@ -330,7 +345,12 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 // [*OpError] wrapping [ErrNilContext], [ErrClosed] or [ErrInvalidKey]
 // before anything is sent. When some keys fail, MGet returns every value it
 // read (nil for the failed keys too) and a [*BatchError] naming them.
-func (c *Client) MGet(ctx context.Context, keys []string) ([][]byte, error) {
+func (c *Client) MGet(ctx context.Context, keys []string) (vals [][]byte, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newBatchCall("mget", keys)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err, call.Hits = err, countNonNil(vals); o.end(ctx, call) }()
+	}
 	return c.mget(ctx, "mget", keys, false)
 }
 
@@ -376,7 +396,12 @@ func (c *Client) mgetBatch(ctx context.Context, b *batch, quiet bool) ([][]byte,
 // [ErrClosed], [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue] or
 // [ErrValueTooLarge]. When some writes fail, MSet returns a [*BatchError]
 // naming the failed keys.
-func (c *Client) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) error {
+func (c *Client) MSet(ctx context.Context, items map[string][]byte, ttl time.Duration) (err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := newItemsCall(c, "mset", items)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	keys, b, err := newSetBatch(ctx, c, "mset", items, ttl)
 	if err != nil || b == nil {
 		return err

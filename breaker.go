@@ -51,7 +51,7 @@ func newBreaker(c *Client, node string) *breaker {
 			b.open.Store(to != gobreaker.StateClosed)
 			b.probe.Store(0)
 			if to == gobreaker.StateOpen {
-				c.ctr.breakerOpens.Add(1)
+				c.ctr.add(&c.ctr.breakerOpens, EventBreakerOpen, "", 1)
 			}
 			c.warnf("rediscache: circuit breaker "+to.String(), append([]any{"from", from.String()}, logArgs...)...)
 		},

@@ -20,7 +20,12 @@ import (
 // [WithTags] on the read names the tags expected, so their versions are
 // read in the same round trip as the entry (else an entry with tags costs
 // one more).
-func (c *Client) Get(ctx context.Context, key string, dst any, opts ...CallOption) error {
+func (c *Client) Get(ctx context.Context, key string, dst any, opts ...CallOption) (err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("get", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.hitOf(err); o.end(ctx, call) }()
+	}
 	if rv := reflect.ValueOf(dst); rv.Kind() != reflect.Pointer || rv.IsNil() {
 		return opErr("get", key, errBadDst)
 	}
@@ -160,7 +165,12 @@ func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 // [WithTags] tags the entry: [Client.InvalidateTags] of any of its tags
 // makes it a miss. A tagged Set costs one more round trip (the tags'
 // versions).
-func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Duration, opts ...CallOption) error {
+func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Duration, opts ...CallOption) (err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("set", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	o, err := parseCallOptions(opts)
 	if err != nil {
 		return opErr("set", key, err)
@@ -216,11 +226,16 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 // one round trip per node, and keys in different cluster slots are fine. If
 // any key is invalid, nothing is deleted and the error wraps
 // [ErrInvalidKey]. No keys is not an error: it returns 0.
-func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
+func (c *Client) Delete(ctx context.Context, keys ...string) (_ int64, err error) {
 	if len(keys) != 1 {
 		return c.DeleteMany(ctx, keys)
 	}
 	key := keys[0]
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("delete", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return 0, opErr("delete", key, err)
@@ -252,7 +267,12 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 
 // Exists reports whether key exists. Errors wrap [ErrInvalidKey],
 // [ErrClosed] or the Redis error after retries.
-func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
+func (c *Client) Exists(ctx context.Context, key string) (_ bool, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("exists", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return false, opErr("exists", key, err)
@@ -281,7 +301,12 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 // Set fails with Redis's "not an integer" error. Because INCRBY is not
 // idempotent, it is retried only after failures that prove it did not run
 // (refused connection, LOADING, ...), never after a timeout.
-func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, error) {
+func (c *Client) Increment(ctx context.Context, key string, delta int64) (_ int64, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("increment", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return 0, opErr("increment", key, err)
@@ -324,7 +349,12 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 // its TTL, so a load or refresh that read it before never overwrites it;
 // a key holding only a load's lease is reported missing. Other errors wrap
 // [ErrInvalidKey], [ErrClosed] or the Redis error after retries.
-func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
+func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (_ bool, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("expire", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return false, opErr("expire", key, err)
@@ -355,8 +385,12 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (boo
 
 // Get returns the value at key decoded as a T. It is [Client.Get] with a
 // typed result: a miss returns [ErrCacheMiss] and the zero T.
-func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) (T, error) {
-	var v T
+func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) (v T, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("get", key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.hitOf(err); o.end(ctx, call) }()
+	}
 	o, err := parseCallOptions(opts)
 	if err != nil {
 		return v, opErr("get", key, err)

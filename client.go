@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/redis/go-redis/v9"
@@ -37,6 +38,8 @@ type Client struct {
 	unhealthy   atomic.Bool  // the latest health check failed
 	lastLog     atomic.Int64 // unix ns of the last log line
 	droppedLogs atomic.Uint64
+
+	obsMu sync.Mutex // serialises AddObserver
 }
 
 // maxBackground bounds the optional background work (early and stale

@@ -501,8 +501,13 @@ var errGenerationsOff = fmt.Errorf("%w: namespace generations are off (Generatio
 // returns an error wrapping [ErrInvalidKey]; with GenerationTTL -1 it wraps
 // [ErrInvalidOptions]; otherwise [ErrNilContext], [ErrClosed] or the Redis
 // error after retries.
-func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, error) {
+func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (_ int64, err error) {
 	const op = "invalidatenamespace"
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newNamespaceCall(op, ns)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	if err := c.usable(ctx); err != nil {
 		return 0, opErr(op, string(ns), err)
 	}

@@ -72,8 +72,13 @@ func escapeGlob(s string) string {
 // the context ended) it returns the number deleted so far and an error:
 // a [*BatchError] naming the keys it found but could not delete, joined
 // with an [*OpError] for each node whose SCAN failed.
-func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, error) {
+func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (_ int64, err error) {
 	const op = "invalidateprefix"
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newPrefixCall(op, prefix)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	if err := c.usable(ctx); err != nil {
 		return 0, opErr(op, prefix, err)
 	}
@@ -101,8 +106,13 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, er
 // else's. A nil context or a closed Client wraps [ErrNilContext] or
 // [ErrClosed]. On a failure part way it returns the number deleted so far
 // and an error as InvalidatePrefix does.
-func (c *Client) ClearAll(ctx context.Context) (int64, error) {
+func (c *Client) ClearAll(ctx context.Context) (_ int64, err error) {
 	const op = "clearall"
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall(op, "", 0)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	if err := c.usable(ctx); err != nil {
 		return 0, opErr(op, "", err)
 	}

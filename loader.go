@@ -85,7 +85,12 @@ var (
 
 // GetOrLoadWithSource is [GetOrLoad] that also reports where the answer
 // came from, for per-call logging or metrics.
-func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error), opts ...CallOption) (T, Source, error) {
+func GetOrLoadWithSource[T any](ctx context.Context, c *Client, key string, ttl time.Duration, load func(context.Context) (T, error), opts ...CallOption) (_ T, src Source, err error) {
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall(opGetOrLoad, key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.sourced(src, err); o.end(ctx, call) }()
+	}
 	var zero T
 	if load == nil {
 		return zero, 0, opErr(opGetOrLoad, key, errNilLoader)
@@ -287,7 +292,7 @@ func (lc *loadCall[T]) fallback(ctx context.Context, retried bool) (T, Source, e
 		return zero, 0, opErr(opGetOrLoad, lc.key, err), false
 	}
 	lc.k = k
-	lc.c.ctr.fallbacks.Add(1)
+	lc.c.ctr.add(&lc.c.ctr.fallbacks, EventFallback, lc.key, 1)
 	return lc.shared(ctx, "\x00fallback:"+k, modeFallback, retried)
 }
 
@@ -298,7 +303,7 @@ func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
 	c := lc.c
 	c.ctr.hit(lc.key)
 	if negative {
-		c.ctr.negativeHits.Add(1)
+		c.ctr.add(&c.ctr.negativeHits, EventNegativeHit, lc.key, 1)
 		var zero T
 		return zero, SourceHit, ErrNotFound
 	}
@@ -307,12 +312,12 @@ func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
 	}
 	now := c.nowMs()
 	if now >= e.freshUntil {
-		c.ctr.staleServed.Add(1)
+		c.ctr.add(&c.ctr.staleServed, EventStaleServed, lc.key, 1)
 		lc.refresh(e)
 		return v, SourceStale, nil
 	}
 	if c.xfetch(e.freshUntil, e.loadCost, now) && lc.refresh(e) {
-		c.ctr.earlyRefreshes.Add(1)
+		c.ctr.add(&c.ctr.earlyRefreshes, EventEarlyRefresh, lc.key, 1)
 	}
 	return v, SourceHit, nil
 }
@@ -395,7 +400,7 @@ func (lc *loadCall[T]) start(ctx context.Context, flightKey string, f *flight, m
 		}()
 		if mode == modeFallback {
 			cert := f.mark()
-			v, _, err := callLoader(lctx, c, l.load)
+			v, _, err := callLoader(lctx, c, l.key, false, l.load)
 			o = outcome{val: loaded[T]{v}, src: SourceFallback, err: err, cert: cert}
 			return
 		}
@@ -615,7 +620,7 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 		keep = lc.keepLease(a.guard)
 	}
 	cert := f.mark()
-	v, cost, err := callLoader(ctx, c, lc.load)
+	v, cost, err := callLoader(ctx, c, lc.key, false, lc.load)
 	if keep != nil {
 		keep()
 	}
@@ -774,7 +779,7 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	if verr != nil {
 		vers = nil
 	}
-	v, cost, err := callLoader(ctx, c, lc.load)
+	v, cost, err := callLoader(ctx, c, lc.key, true, lc.load)
 	var cmds []*guardedCmd
 	e, ttl, stores := c.loadedEnvelope(lc.key, lc.gen, v, err, cost, lc.ttl, lc.tags, vers)
 	if stores {
@@ -811,27 +816,34 @@ func (c *Client) countStore(key string, n int64, err error) {
 		c.ctr.fail(key)
 		c.warnf("rediscache: storing a loaded value failed", "key", key, "error", err)
 	case n == 0:
-		c.ctr.storesRefused.Add(1)
+		c.ctr.add(&c.ctr.storesRefused, EventStoreRefused, key, 1)
 	default:
 		c.ctr.set(key)
 	}
 }
 
-// callLoader runs load, counting it and turning a panic into a
+// callLoader runs load for logical key (refresh: in the background),
+// counting it, reporting it to the observers, and turning a panic into a
 // *LoaderPanicError.
-func callLoader[T any](ctx context.Context, c *Client, load func(context.Context) (T, error)) (v T, cost time.Duration, err error) {
-	c.ctr.loads.Add(1)
+func callLoader[T any](ctx context.Context, c *Client, key string, refresh bool, load func(context.Context) (T, error)) (v T, cost time.Duration, err error) {
+	c.ctr.add(&c.ctr.loads, EventLoad, key, 1)
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall("load", key, 1)
+		call.Refresh = refresh
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }() // after the recover below
+	}
 	start := mono()
 	defer func() {
 		if r := recover(); r != nil {
 			err = newLoaderPanic(r)
-			c.ctr.loadErrors.Add(1)
+			c.ctr.add(&c.ctr.loadErrors, EventLoadError, key, 1)
 		}
 	}()
 	v, err = load(ctx)
 	cost = mono() - start
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		c.ctr.loadErrors.Add(1)
+		c.ctr.add(&c.ctr.loadErrors, EventLoadError, key, 1)
 	}
 	return v, cost, err
 }

@@ -43,7 +43,13 @@ import (
 // [WithTags] tags what it stores (and names the tags expected on a hit, so
 // their versions are read beside the entries): an entry of an invalidated
 // tag is a miss and is loaded again.
-func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl time.Duration, load func(ctx context.Context, missing []string) (map[string]T, error), opts ...CallOption) (map[string]T, error) {
+func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl time.Duration, load func(ctx context.Context, missing []string) (map[string]T, error), opts ...CallOption) (result map[string]T, err error) {
+	var call *Call
+	if o := c.ctr.obs.Load(); o != nil {
+		call = c.newBatchCall(opGetManyOrLoad, keys)
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; call.Loaded = max(len(result)-call.Hits, 0); o.end(ctx, call) }()
+	}
 	if load == nil {
 		return nil, opErr(opGetManyOrLoad, "", errNilLoader)
 	}
@@ -58,6 +64,7 @@ func GetManyOrLoad[T any](ctx context.Context, c *Client, keys []string, ttl tim
 		return nil, opErr(opGetManyOrLoad, "", err)
 	}
 	m := &manyCall[T]{c: c, ttl: ttl, load: load, tags: o.tags, out: make(map[string]T, len(keys))}
+	m.call = call
 	again, err := m.answer(ctx, keys, false)
 	if err == nil && len(again) > 0 {
 		// As for GetOrLoad: these keys' loads are older than this call,
@@ -81,7 +88,8 @@ type manyCall[T any] struct {
 	ttl     time.Duration
 	load    func(context.Context, []string) (map[string]T, error)
 	out     map[string]T
-	invalid bool // the error is a validation error: return no map
+	invalid bool  // the error is a validation error: return no map
+	call    *Call // the observers' record of the call, or nil
 }
 
 // readState is what the batch read found.
@@ -105,9 +113,15 @@ type keyWant struct {
 // this call could not take (see flight); retried takes every outcome.
 func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) ([]string, error) {
 	c := m.c
+	hits := len(m.out)
 	st, err := m.read(ctx, keys)
 	if err != nil {
 		return nil, err
+	}
+	if m.call != nil {
+		m.call.Hits += len(m.out) - hits
+		m.call.Stale += len(st.stale)
+		m.call.Fallbacks += len(st.failed)
 	}
 	if len(st.stale) > 0 {
 		refreshManyInBackground(c, st.stale, m.ttl, m.load, m.tags)
@@ -116,7 +130,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 		return nil, nil
 	}
 	if len(st.failed) > 0 {
-		c.ctr.fallbacks.Add(uint64(len(st.failed)))
+		c.ctr.add(&c.ctr.fallbacks, EventFallback, "", uint64(len(st.failed)))
 		c.warnf("rediscache: redis failed for a batch, serving from the loader", "op", opGetManyOrLoad, "keys", len(st.failed))
 	}
 	own, waits := c.keyLoads.claim(st.missing, c.opt.LoadTimeout)
@@ -129,7 +143,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 			defer cancel()
 			stop := context.AfterFunc(c.bg.ctx, cancel)
 			defer stop()
-			loadBatch(lctx, c, own, m.ttl, m.load, m.tags)
+			loadBatch(lctx, c, own, m.ttl, m.load, m.tags, false)
 		})
 		if !started {
 			c.keyLoads.finish(own, ErrClosed)
@@ -305,7 +319,7 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 			st.missing = append(st.missing, want)
 		case errors.Is(err, errNegative):
 			c.ctr.hit(key)
-			c.ctr.negativeHits.Add(1)
+			c.ctr.add(&c.ctr.negativeHits, EventNegativeHit, key, 1)
 		case errors.Is(err, errOldGeneration):
 			c.ctr.miss(key)
 			want.lease, want.guard = false, e.header() // invalidated by InvalidateNamespace: replace it
@@ -319,7 +333,7 @@ func (m *manyCall[T]) sort(st *readState, keys, ks []string, gens []uint64, raw 
 			st.missing = append(st.missing, want)
 		case e.freshUntil != 0 && now >= e.freshUntil:
 			c.ctr.hit(key)
-			c.ctr.staleServed.Add(1)
+			c.ctr.add(&c.ctr.staleServed, EventStaleServed, key, 1)
 			m.out[key] = v
 			want.lease, want.guard = false, e.header()
 			st.stale = append(st.stale, want)
@@ -388,14 +402,14 @@ func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duratio
 		}
 		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
 		defer cancel()
-		loadBatch(ctx, c, own, ttl, load, tags)
+		loadBatch(ctx, c, own, ttl, load, tags, true)
 	})
 }
 
-// loadBatch takes the leases of the keys this call owns, calls load for
+// loadBatch (refresh: in the background) takes the leases of the keys this call owns, calls load for
 // them, stores the results and the negative entries under their guards,
 // and hands every key's outcome to its waiters.
-func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string) {
+func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string, refresh bool) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours: fail the waiters, not the process
 			c.keyLoads.finish(own, newLoaderPanic(r))
@@ -422,20 +436,9 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 		keys[i] = w.key
 		w.certLoad = w.mark()
 	}
-	c.ctr.loads.Add(1)
-	start := mono()
-	vals, err := func() (m map[string]T, err error) {
-		defer func() {
-			if r := recover(); r != nil {
-				err = newLoaderPanic(r)
-			}
-		}()
-		return load(ctx, keys)
-	}()
-	cost := mono() - start
+	vals, cost, err := callBatchLoader(ctx, c, keys, refresh, load)
 	keep()
 	if err != nil {
-		c.ctr.loadErrors.Add(1)
 		c.releaseLeases(ctx, leases)
 		c.keyLoads.finish(own, err)
 		return
@@ -449,6 +452,31 @@ func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.D
 	// Each key's outcome is handed out only after its store, so a call that
 	// starts after this one returns finds it in Redis.
 	c.keyLoads.finishFound(own)
+}
+
+// callBatchLoader runs a GetManyOrLoad loader for keys (refresh: in the
+// background), counting it, reporting it to the observers, and turning a
+// panic into a *LoaderPanicError.
+func callBatchLoader[T any](ctx context.Context, c *Client, keys []string, refresh bool, load func(context.Context, []string) (map[string]T, error)) (vals map[string]T, cost time.Duration, err error) {
+	c.ctr.add(&c.ctr.loads, EventLoad, "", 1)
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newBatchCall("load", keys)
+		call.Refresh = refresh
+		ctx = o.start(ctx, call)
+		defer func() { call.Err, call.Loaded = err, len(vals); o.end(ctx, call) }()
+	}
+	start := mono()
+	defer func() {
+		if r := recover(); r != nil {
+			err = newLoaderPanic(r)
+		}
+		if err != nil {
+			c.ctr.add(&c.ctr.loadErrors, EventLoadError, "", 1)
+		}
+		cost = mono() - start
+	}()
+	vals, err = load(ctx, keys)
+	return vals, cost, err
 }
 
 // takeLeases writes a lease into every owned key that wants one (SET NX

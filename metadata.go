@@ -39,8 +39,13 @@ type Metadata struct {
 // missing key returns [ErrCacheMiss]; bytes this library did not write
 // return an error wrapping [ErrCorruptValue]; other errors wrap
 // [ErrInvalidKey], [ErrClosed], [ErrCircuitOpen] or the Redis error.
-func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
+func (c *Client) Metadata(ctx context.Context, key string) (_ Metadata, err error) {
 	const op = "metadata"
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall(op, key, 1)
+		ctx = o.start(ctx, call)
+		defer func() { call.hitOf(err); o.end(ctx, call) }()
+	}
 	k, err := c.prepare(ctx, key)
 	if err != nil {
 		return Metadata{}, opErr(op, key, err)

@@ -205,7 +205,8 @@ type tally struct {
 // nsCounters are one namespace's counters. The Client's totals are the sums
 // over all namespaces and the unattributed counters.
 type nsCounters struct {
-	s [nsStripes]tally
+	s    [nsStripes]tally
+	name string // as in Stats.Namespaces; "" for the unattributed counters
 }
 
 // stripe returns a randomly chosen stripe to add to.
@@ -251,6 +252,8 @@ type counters struct {
 
 	lat [numOps]histogram
 
+	obs atomic.Pointer[observers] // AddObserver's, told of every count
+
 	nsMu sync.Mutex // serialises adding a namespace
 	ns   atomic.Pointer[map[string]*nsCounters]
 }
@@ -287,47 +290,60 @@ func (k *counters) namespace(key string) *nsCounters {
 	} else {
 		m = make(map[string]*nsCounters, 1)
 	}
-	n := &nsCounters{}
+	n := &nsCounters{name: ns}
 	m[ns] = n
 	k.ns.Store(&m)
 	return n
 }
 
-func (k *counters) hit(key string) {
-	if !k.off {
-		k.namespace(key).stripe().hits.Add(1)
-	}
-}
+func (k *counters) hit(key string)  { k.tally(EventHit, key, 1) }
+func (k *counters) miss(key string) { k.tally(EventMiss, key, 1) }
+func (k *counters) fail(key string) { k.tally(EventError, key, 1) }
+func (k *counters) set(key string)  { k.tally(EventSet, key, 1) }
 
-func (k *counters) miss(key string) {
-	if !k.off {
-		k.namespace(key).stripe().misses.Add(1)
-	}
-}
+func (k *counters) deleted(key string, n uint64) { k.tally(EventDelete, key, n) }
 
-func (k *counters) fail(key string) {
+// tally adds n to the namespace counter ev of key ("": unattributed) and
+// tells the observers.
+func (k *counters) tally(ev Event, key string, n uint64) {
+	o := k.obs.Load()
+	if n == 0 || (k.off && o == nil) {
+		return
+	}
+	ns := &k.unattributed
+	if key != "" {
+		ns = k.namespace(key)
+	}
 	if !k.off {
-		if key == "" {
-			k.unattributed.stripe().errors.Add(1)
-		} else {
-			k.namespace(key).stripe().errors.Add(1)
+		t := ns.stripe()
+		switch ev {
+		case EventHit:
+			t.hits.Add(n)
+		case EventMiss:
+			t.misses.Add(n)
+		case EventError:
+			t.errors.Add(n)
+		case EventSet:
+			t.sets.Add(n)
+		case EventDelete:
+			t.deletes.Add(n)
 		}
 	}
-}
-
-func (k *counters) set(key string) {
-	if !k.off {
-		k.namespace(key).stripe().sets.Add(1)
+	if o != nil {
+		o.count(ev, ns.name, n)
 	}
 }
 
-func (k *counters) deleted(key string, n uint64) {
-	if !k.off && n > 0 {
-		if key == "" {
-			k.unattributed.stripe().deletes.Add(n)
-		} else {
-			k.namespace(key).stripe().deletes.Add(n)
+// add adds n to the Client-wide counter a, which counts ev, and tells the
+// observers, naming key's namespace ("" for none).
+func (k *counters) add(a *atomic.Uint64, ev Event, key string, n uint64) {
+	a.Add(n)
+	if o := k.obs.Load(); o != nil {
+		ns := ""
+		if key != "" {
+			ns = k.namespace(key).name
 		}
+		o.count(ev, ns, n)
 	}
 }
 

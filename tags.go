@@ -310,15 +310,20 @@ return v`)
 // error wrapping [ErrInvalidKey] before anything is sent; no tags is a
 // no-op. Other errors wrap [ErrNilContext], [ErrClosed] or the Redis error
 // after retries (on a cluster, the tags whose node failed are named).
-func (c *Client) InvalidateTags(ctx context.Context, tags ...string) error {
+func (c *Client) InvalidateTags(ctx context.Context, tags ...string) (err error) {
 	const op = "invalidatetags"
+	if o := c.ctr.obs.Load(); o != nil {
+		call := c.newCall(op, "", len(tags))
+		ctx = o.start(ctx, call)
+		defer func() { call.Err = err; o.end(ctx, call) }()
+	}
 	if err := c.usable(ctx); err != nil {
 		return opErr(op, "", err)
 	}
 	if len(tags) == 0 {
 		return nil
 	}
-	tags, err := normTags(tags)
+	tags, err = normTags(tags)
 	if err != nil {
 		return opErr(op, "", err)
 	}
