@@ -25,6 +25,15 @@ func newBackground(limit int) *background {
 	return &background{ctx: ctx, cancel: cancel, sem: make(chan struct{}, limit)}
 }
 
+// detach returns a context for background work started by a call: it
+// keeps ctx's values (a trace, say) but not its cancellation, ends after
+// timeout, and is cancelled by Close.
+func (b *background) detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	stop := context.AfterFunc(b.ctx, cancel)
+	return dctx, func() { stop(); cancel() }
+}
+
 // goRun runs fn in a new goroutine unless the Client is closed, and reports
 // whether it did.
 func (b *background) goRun(fn func()) bool {

@@ -216,7 +216,7 @@ func (lc *loadCall[T]) fromNear(ctx context.Context) (v T, src Source, r nearRes
 	case !current:
 		return v, 0, nearMissed, nil
 	}
-	v, src, err = lc.hit(kept, ent.env, ent.negative)
+	v, src, err = lc.hit(ctx, kept, ent.env, ent.negative)
 	return v, src, nearAnswered, err
 }
 
@@ -252,7 +252,7 @@ func (lc *loadCall[T]) fromRedis(ctx context.Context, m nearMark, retried bool) 
 				}
 				c.near.store(lc.k, c.nearEntryOf(e, kept), m)
 			}
-			v, src, err = lc.hit(dv, e, negative)
+			v, src, err = lc.hit(ctx, dv, e, negative)
 			return v, src, err, false
 		case errors.Is(derr, errLeaseOnly) || errors.Is(derr, errOldGeneration) || errors.Is(derr, errTagged):
 			c.ctr.miss(lc.key) // another load is filling it, or an invalidation left it behind
@@ -299,7 +299,7 @@ func (lc *loadCall[T]) fallback(ctx context.Context, retried bool) (T, Source, e
 // hit answers from a cached value: ErrNotFound for a negative entry, else
 // v, starting an early refresh (XFetch) near its freshness end or a
 // refresh past it (serving v stale).
-func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
+func (lc *loadCall[T]) hit(ctx context.Context, v T, e envelope, negative bool) (T, Source, error) {
 	c := lc.c
 	c.ctr.hit(lc.key)
 	if negative {
@@ -313,10 +313,10 @@ func (lc *loadCall[T]) hit(v T, e envelope, negative bool) (T, Source, error) {
 	now := c.nowMs()
 	if now >= e.freshUntil {
 		c.ctr.add(&c.ctr.staleServed, EventStaleServed, lc.key, 1)
-		lc.refresh(e)
+		lc.refresh(ctx, e)
 		return v, SourceStale, nil
 	}
-	if c.xfetch(e.freshUntil, e.loadCost, now) && lc.refresh(e) {
+	if c.xfetch(e.freshUntil, e.loadCost, now) && lc.refresh(ctx, e) {
 		c.ctr.add(&c.ctr.earlyRefreshes, EventEarlyRefresh, lc.key, 1)
 	}
 	return v, SourceHit, nil
@@ -742,8 +742,10 @@ func (lc *loadCall[T]) keepLease(lease string) (stop func()) {
 // stores only while the key still holds the value e it refreshes, unless
 // a refresh of the key is running here, the Client is busy or closed. It
 // reports whether it started. Across processes, a short lock
-// (key + "\x00lock", LockTTL) lets one process refresh at a time.
-func (lc *loadCall[T]) refresh(e envelope) bool {
+// (key + "\x00lock", LockTTL) lets one process refresh at a time. The
+// refresh runs on ctx's values (a trace, say) but not its cancellation,
+// bounded by LoadTimeout and cancelled by Close.
+func (lc *loadCall[T]) refresh(ctx context.Context, e envelope) bool {
 	c := lc.c
 	flightKey := "\x00refresh:" + lc.k
 	if c.flight.get(flightKey) != nil {
@@ -756,7 +758,7 @@ func (lc *loadCall[T]) refresh(e envelope) bool {
 			return
 		}
 		defer c.flight.finish(flightKey, f, nil, 0, nil, 0)
-		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
+		ctx, cancel := c.bg.detach(ctx, c.opt.LoadTimeout)
 		defer cancel()
 		l.refreshNow(ctx, e.header())
 	})

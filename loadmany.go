@@ -124,7 +124,7 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 		m.call.Fallbacks += len(st.failed)
 	}
 	if len(st.stale) > 0 {
-		refreshManyInBackground(c, st.stale, m.ttl, m.load, m.tags)
+		refreshManyInBackground(ctx, c, st.stale, m.ttl, m.load, m.tags)
 	}
 	if len(st.missing) == 0 {
 		return nil, nil
@@ -393,14 +393,15 @@ func (m *manyCall[T]) collect(ctx context.Context, waits []keyWait, retried bool
 // keys that no other call of this Client is loading, unless the Client is
 // busy or closed. Each key's store is guarded by the value it refreshes.
 // Unlike GetOrLoad's refresh it takes no cross-process lock: each process
-// may refresh a stale batch once.
-func refreshManyInBackground[T any](c *Client, stale []keyWant, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string) {
+// may refresh a stale batch once. It runs on ctx's values, not its
+// cancellation.
+func refreshManyInBackground[T any](ctx context.Context, c *Client, stale []keyWant, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string) {
 	c.bg.tryGo(func() {
 		own, _ := c.keyLoads.claim(stale, c.opt.LoadTimeout)
 		if len(own) == 0 {
 			return
 		}
-		ctx, cancel := context.WithTimeout(c.bg.ctx, c.opt.LoadTimeout)
+		ctx, cancel := c.bg.detach(ctx, c.opt.LoadTimeout)
 		defer cancel()
 		loadBatch(ctx, c, own, ttl, load, tags, true)
 	})
