@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/rediscache/rediscache"
@@ -51,12 +52,23 @@ func BenchmarkGetOverhead(b *testing.B) {
 	ctx := context.Background()
 	payload, _ := json.Marshal(benchValue)
 	stub := &stubRedis{vals: map[string]string{"bench:raw:task": string(payload)}}
-	c, err := rediscache.New(&rediscache.Options{Redis: stub, Prefix: "bench", HealthCheckInterval: -1})
+	c, err := rediscache.New(&rediscache.Options{Redis: stub, Prefix: "bench", HealthCheckInterval: -1, GenerationTTL: -1})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { _ = c.Close() })
-	if err := rediscache.Set(ctx, c, "tasks:task", benchValue, time.Minute); err != nil {
+	// The stub answers GET only: the entry is written on miniredis by a
+	// Client of the same options and its bytes copied into the stub.
+	mr := miniredis.RunT(b)
+	w, err := rediscache.New(&rediscache.Options{Addrs: []string{mr.Addr()}, Prefix: "bench", HealthCheckInterval: -1, GenerationTTL: -1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = w.Close() })
+	if err := rediscache.Set(ctx, w, "tasks:task", benchValue, time.Minute); err != nil {
+		b.Fatal(err)
+	}
+	if stub.vals["bench:tasks:task"], err = mr.Get("bench:tasks:task"); err != nil {
 		b.Fatal(err)
 	}
 
