@@ -269,7 +269,7 @@ func sums(t *testing.T, r *rig) (counters map[string]int64, durations map[string
 }
 
 func TestMetricsEqualStats(t *testing.T) {
-	r := newRig(t, rediscache.Options{StaleTTL: time.Minute, EarlyRefreshBeta: -1})
+	r := newRig(t, rediscache.Options{StaleTTL: time.Minute, EarlyRefreshBeta: -1, BreakerFailures: 2, MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	ctx := t.Context()
 	fail := func(context.Context) (string, error) { return "", errors.New("db down") }
 	notFound := func(context.Context) (string, error) { return "", rediscache.ErrNotFound }
@@ -294,6 +294,15 @@ func TestMetricsEqualStats(t *testing.T) {
 			time.Sleep(30 * time.Millisecond) // users:ok goes stale
 		}
 	}
+	// Then Redis goes away: reads fail, loads fall back, the breaker opens.
+	r.srv.Kill()
+	for range 5 {
+		var v int
+		_ = r.c.Get(ctx, "tasks:a", &v)
+		_, _ = rediscache.GetOrLoad(ctx, r.c, "users:down", time.Minute, ok)
+		calls["get"]++
+		calls["getorload"]++
+	}
 	// Let background refreshes finish before reading.
 	require.Eventually(t, func() bool {
 		s := r.c.Stats()
@@ -317,10 +326,13 @@ func TestMetricsEqualStats(t *testing.T) {
 	assert.NotZero(t, s.StaleServed)
 	assert.NotZero(t, s.LoadErrors)
 	assert.NotZero(t, s.NegativeHits)
+	assert.NotZero(t, s.Fallbacks)
+	assert.NotZero(t, s.Errors)
+	assert.NotZero(t, s.BreakerOpens)
 	for op, n := range calls {
 		assert.Equal(t, n, durations[op], "db.client.operation.duration count of %s", op)
 	}
-	assert.Equal(t, int64(0), breaker, "the breaker is closed")
+	assert.Equal(t, int64(2), breaker, "the breaker is open")
 }
 
 func TestInstrumentRejects(t *testing.T) {
