@@ -304,7 +304,7 @@ func (o *observer) Count(ev rediscache.Event, namespace string, n uint64) {
 // isRead reports ops whose answer is a hit or not.
 func isRead(op string) bool {
 	switch op {
-	case "get", "getorload", "metadata", "exists", "getmany", "mget", "getmanyorload":
+	case "get", "getorload", "metadata", "getmany", "mget", "getmanyorload":
 		return true
 	}
 	return false
