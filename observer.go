@@ -2,6 +2,7 @@ package rediscache
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -65,17 +66,21 @@ type Call struct {
 	// Err is the error the call returned (nil on success and, for a read,
 	// on a hit). A miss of Get is [ErrCacheMiss].
 	Err error
-	// Source is where a GetOrLoad answer came from (0 when it failed).
+	// Source is where a GetOrLoad answer came from: for a loader's error,
+	// SourceLoaded or SourceFallback; 0 when the call failed before any
+	// answer (bad input, its context, LoadTimeout, Close).
 	Source Source
 	// Hits counts keys answered from the cache, stale ones included: 1
-	// or 0 for a one-key read.
+	// or 0 for a one-key read (GetOrLoad's cached not-found is a hit;
+	// GetManyOrLoad counts only the values it returns).
 	Hits int
-	// Loaded counts keys answered by the loader (GetOrLoad, GetManyOrLoad).
+	// Loaded counts keys answered with a value by the loader (GetOrLoad,
+	// GetManyOrLoad); a failed load counts none.
 	Loaded int
 	// Stale counts stale values served (also counted in Hits).
 	Stale int
-	// Fallbacks counts keys served by the loader because Redis failed or
-	// was skipped (also counted in Loaded).
+	// Fallbacks counts keys sent to the loader because Redis failed or was
+	// skipped, whether or not the loader then found them.
 	Fallbacks int
 }
 
@@ -114,7 +119,8 @@ func (e Event) String() string {
 }
 
 // AddObserver attaches o to the Client: calls that begin after it returns
-// are reported to o, after the observers attached before it. A nil o
+// are reported to o. Start and Count reach o after the observers attached
+// before it, End before them. A nil o
 // returns an [*OpError] wrapping [ErrInvalidValue]; a closed Client,
 // [ErrClosed]. Nothing is attached then.
 func (c *Client) AddObserver(o Observer) error {
@@ -208,9 +214,16 @@ func (call *Call) hitOf(err error) {
 	}
 }
 
-// sourced sets call's outcome of a one-key GetOrLoad answered from src.
+// sourced sets call's outcome of a one-key GetOrLoad answered from src
+// (a failed one counts no key).
 func (call *Call) sourced(src Source, err error) {
 	call.Err, call.Source = err, src
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		if src == SourceFallback {
+			call.Fallbacks = 1
+		}
+		return
+	}
 	switch src {
 	case SourceHit:
 		call.Hits = 1

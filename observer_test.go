@@ -245,3 +245,41 @@ func TestEventString(t *testing.T) {
 		assert.Equal(t, tc.want, tc.ev.String())
 	}
 }
+
+// With DisableStats, Stats reports zeros while an Observer still hears
+// every count.
+func TestDisableStatsReportsZerosObserverStillCounts(t *testing.T) {
+	c := newRealEnv(t).client(t, rediscache.Options{Prefix: "obs", DisableStats: true})
+	r := newRecorder()
+	require.NoError(t, c.AddObserver(r))
+	ctx := t.Context()
+	notFound := func(context.Context) (string, error) { return "", rediscache.ErrNotFound }
+	for range 3 {
+		_, err := rediscache.GetOrLoad(ctx, c, "tasks:gone", time.Minute, notFound)
+		require.ErrorIs(t, err, rediscache.ErrNotFound)
+	}
+	s := c.Stats()
+	for name, n := range map[string]uint64{"Hits": s.Hits, "Misses": s.Misses, "Loads": s.Loads, "NegativeHits": s.NegativeHits, "Sets": s.Sets} {
+		assert.Zero(t, n, name)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	assert.Equal(t, uint64(1), r.counts[rediscache.EventLoad])
+	assert.Equal(t, uint64(2), r.counts[rediscache.EventNegativeHit])
+	assert.Equal(t, uint64(2), r.counts[rediscache.EventHit])
+}
+
+// A GetOrLoad whose loader fails counts no key as loaded.
+func TestObserverFailedLoadCountsNoKey(t *testing.T) {
+	c := newMiniEnv(t).client(t, rediscache.Options{Prefix: "obs"})
+	r := newRecorder()
+	require.NoError(t, c.AddObserver(r))
+	boom := errors.New("boom")
+	_, err := rediscache.GetOrLoad(t.Context(), c, "tasks:f", time.Minute, func(context.Context) (string, error) { return "", boom })
+	require.ErrorIs(t, err, boom)
+	got := r.last(t, "getorload")
+	assert.ErrorIs(t, got.Err, boom)
+	assert.Equal(t, rediscache.SourceLoaded, got.Source)
+	assert.Zero(t, got.Loaded)
+	assert.Zero(t, got.Hits)
+}

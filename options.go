@@ -70,8 +70,10 @@ type Options struct {
 	// be off.
 	PoolSize int
 	// DialTimeout, ReadTimeout and WriteTimeout are passed to go-redis; zero
-	// keeps go-redis's defaults (5s, 3s, 3s) and -1 means no timeout. The
-	// context deadline of each call is honoured as well.
+	// keeps go-redis's defaults (5s each). ReadTimeout and WriteTimeout -1
+	// mean no timeout; DialTimeout cannot be off (a dial with a negative
+	// timeout fails at once). The context deadline of each call is
+	// honoured as well.
 	DialTimeout  time.Duration
 	ReadTimeout  time.Duration
 	WriteTimeout time.Duration
@@ -221,8 +223,9 @@ type Options struct {
 	HealthCountKeys bool
 
 	// DisableStats turns off the counters and latency histograms behind
-	// [Client.Stats] (which then reports zeros). They cost a few atomic
-	// adds per call; this exists to measure that.
+	// [Client.Stats] (which then reports zeros; BreakerState is still
+	// reported, and an attached [Observer] still hears every count). They
+	// cost a few atomic adds per call; this exists to measure that.
 	DisableStats bool
 
 	// MaxKeySize is the longest stored key (Prefix included), in bytes.
@@ -309,8 +312,8 @@ func (l limit[T]) apply() error {
 // initLimits applies the rule of limits to every such field.
 func (o *Options) initLimits() error {
 	durations := []limit[time.Duration]{
-		{"DialTimeout", &o.DialTimeout, 0, true}, // 0 and -1 go to go-redis as they are
-		{"ReadTimeout", &o.ReadTimeout, 0, true},
+		{"DialTimeout", &o.DialTimeout, 0, false}, // 0 goes to go-redis as it is
+		{"ReadTimeout", &o.ReadTimeout, 0, true}, // 0 and -1 go to go-redis as they are
 		{"WriteTimeout", &o.WriteTimeout, 0, true},
 		{"LocalCacheTTL", &o.LocalCacheTTL, DefaultLocalCacheTTL, true},
 		{"DefaultTTL", &o.DefaultTTL, TTLMedium, false},

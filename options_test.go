@@ -27,7 +27,7 @@ func TestOptionsLimitsFollowOneRule(t *testing.T) {
 		off  bool // -1 is allowed
 	}{
 		{"PoolSize", func(o *rediscache.Options, v int) { o.PoolSize = v }, false},
-		{"DialTimeout", func(o *rediscache.Options, v int) { o.DialTimeout = time.Duration(v) }, true},
+		{"DialTimeout", func(o *rediscache.Options, v int) { o.DialTimeout = time.Duration(v) }, false},
 		{"ReadTimeout", func(o *rediscache.Options, v int) { o.ReadTimeout = time.Duration(v) }, true},
 		{"WriteTimeout", func(o *rediscache.Options, v int) { o.WriteTimeout = time.Duration(v) }, true},
 		{"LocalCacheEntries", func(o *rediscache.Options, v int) { o.LocalCacheEntries = v }, false},

@@ -337,7 +337,9 @@ func (k *counters) tally(ev Event, key string, n uint64) {
 // add adds n to the Client-wide counter a, which counts ev, and tells the
 // observers, naming key's namespace ("" for none).
 func (k *counters) add(a *atomic.Uint64, ev Event, key string, n uint64) {
-	a.Add(n)
+	if !k.off {
+		a.Add(n)
+	}
 	if o := k.obs.Load(); o != nil {
 		ns := ""
 		if key != "" {
