@@ -313,7 +313,7 @@ func (l limit[T]) apply() error {
 func (o *Options) initLimits() error {
 	durations := []limit[time.Duration]{
 		{"DialTimeout", &o.DialTimeout, 0, false}, // 0 goes to go-redis as it is
-		{"ReadTimeout", &o.ReadTimeout, 0, true}, // 0 and -1 go to go-redis as they are
+		{"ReadTimeout", &o.ReadTimeout, 0, true},  // 0 and -1 go to go-redis as they are
 		{"WriteTimeout", &o.WriteTimeout, 0, true},
 		{"LocalCacheTTL", &o.LocalCacheTTL, DefaultLocalCacheTTL, true},
 		{"DefaultTTL", &o.DefaultTTL, TTLMedium, false},
