@@ -23,7 +23,8 @@ import (
 // returns a nil map and an [*OpError] wrapping [ErrNilContext], [ErrClosed]
 // or [ErrInvalidKey]. An empty keys returns an empty map. When some keys
 // fail (a node down, a Redis error after retries, a value that does not
-// decode: [ErrCorruptValue]), GetMany returns the values it did read
+// decode: [ErrCorruptValue], a namespace generation that cannot be read:
+// [ErrGenerationUnknown]), GetMany returns the values it did read
 // together with a [*BatchError] naming the failed keys; every key is then
 // either in the map, a miss, or in BatchError.Failed.
 func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallOption) (found map[string]T, err error) {

@@ -13,8 +13,10 @@ import (
 // Get reads the value at key into dst, which must be a non-nil pointer. A
 // missing key returns [ErrCacheMiss] itself. Other failures return an
 // [*OpError] wrapping [ErrInvalidKey], [ErrInvalidValue] (bad dst),
-// [ErrCorruptValue] (bytes that cannot be decoded into dst), [ErrClosed], or
-// the Redis error after retries.
+// [ErrCorruptValue] (bytes that cannot be decoded into dst),
+// [ErrGenerationUnknown] (the key's namespace generation cannot be read),
+// [ErrNilContext], [ErrClosed], [ErrCircuitOpen], or the Redis error after
+// retries.
 //
 // An entry written with tags is a miss once one of them was invalidated;
 // [WithTags] on the read names the tags expected, so their versions are
@@ -157,10 +159,12 @@ func (c *Client) get(ctx context.Context, k string) ([]byte, error) {
 
 // Set stores value at key for ttl. A ttl of 0 means the key's namespace TTL
 // ([Client.TTLFor]) or DefaultTTL; a ttl under a millisecond is rounded up
-// to one; a negative ttl returns [ErrInvalidTTL]. On any error nothing is
-// written: errors wrap [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue]
-// (nil or unencodable value), [ErrValueTooLarge], [ErrClosed], or the Redis
-// error after retries.
+// to one; a negative ttl returns [ErrInvalidTTL]. On a validation error
+// nothing is written; a Redis error after the write was sent (a timeout)
+// may leave it written. Errors wrap [ErrInvalidKey], [ErrInvalidTTL],
+// [ErrInvalidValue] (nil or unencodable value), [ErrValueTooLarge],
+// [ErrNilContext], [ErrClosed], [ErrCircuitOpen], or the Redis error after
+// retries.
 //
 // [WithTags] tags the entry: [Client.InvalidateTags] of any of its tags
 // makes it a miss. A tagged Set costs one more round trip (the tags'
@@ -223,9 +227,11 @@ func (c *Client) setBytes(ctx context.Context, op, key, k string, b []byte, ttl 
 
 // Delete removes keys (UNLINK, so large values are freed in the background)
 // and returns how many existed. Several keys go through [Client.DeleteMany]:
-// one round trip per node, and keys in different cluster slots are fine. If
-// any key is invalid, nothing is deleted and the error wraps
-// [ErrInvalidKey]. No keys is not an error: it returns 0.
+// one round trip per node per 500 keys, and keys in different cluster
+// slots are fine. If any key is invalid, nothing is deleted and the error
+// wraps [ErrInvalidKey]. No keys is not an error: it returns 0. Other
+// errors wrap [ErrNilContext], [ErrClosed], [ErrCircuitOpen] or the Redis
+// error after retries.
 func (c *Client) Delete(ctx context.Context, keys ...string) (_ int64, err error) {
 	if len(keys) != 1 {
 		return c.DeleteMany(ctx, keys)
@@ -265,8 +271,10 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (_ int64, err error
 	return n, nil
 }
 
-// Exists reports whether key exists. Errors wrap [ErrInvalidKey],
-// [ErrClosed] or the Redis error after retries.
+// Exists reports whether key exists: also for a load's lease, a cached
+// not-found or an entry invalidated by namespace or tag, which Get reports
+// as misses. Errors wrap [ErrInvalidKey], [ErrNilContext], [ErrClosed],
+// [ErrCircuitOpen] or the Redis error after retries.
 func (c *Client) Exists(ctx context.Context, key string) (_ bool, err error) {
 	if o := c.ctr.obs.Load(); o != nil {
 		call := c.newCall("exists", key, 1)
@@ -300,7 +308,9 @@ func (c *Client) Exists(ctx context.Context, key string) (_ bool, err error) {
 // 0 too, and that load's store is refused. Incrementing a value stored by
 // Set fails with Redis's "not an integer" error. Because INCRBY is not
 // idempotent, it is retried only after failures that prove it did not run
-// (refused connection, LOADING, ...), never after a timeout.
+// (refused connection, LOADING, ...), never after a timeout. Errors wrap
+// [ErrInvalidKey], [ErrNilContext], [ErrClosed], [ErrCircuitOpen] or the
+// Redis error.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (_ int64, err error) {
 	if o := c.ctr.obs.Load(); o != nil {
 		call := c.newCall("increment", key, 1)

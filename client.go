@@ -110,10 +110,12 @@ func New(opt *Options) (*Client, error) {
 
 // Close releases the Client: it cancels the Client's loads and background
 // work and waits for them to stop, at most one second (a loader that
-// ignores its context is not waited for: its goroutine ends when it
+// ignores its context is then left running: its goroutine ends when it
 // returns, and its result is dropped). It closes the go-redis client only
-// when New built it. Close is idempotent; every later call returns
-// [ErrClosed].
+// when New built it, returning that Close's error. A second Close returns
+// nil. Afterwards every call that uses Redis returns [ErrClosed]
+// (HealthCheck reports it in Health.Err); Stats, ResetStats, Healthy,
+// StorageKey, TTLFor and Redis go on working.
 func (c *Client) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil

@@ -15,7 +15,8 @@ var (
 	// A miss is not a failure: it is counted as a miss, never as an error.
 	ErrCacheMiss = errors.New("rediscache: cache miss")
 
-	// ErrClosed is returned by every call made after [Client.Close].
+	// ErrClosed is returned by the calls that use Redis made after
+	// [Client.Close].
 	ErrClosed = errors.New("rediscache: client is closed")
 
 	// ErrInvalidKey is returned for an empty key, a key holding a NUL byte
@@ -55,7 +56,8 @@ var (
 
 	// ErrCircuitOpen is returned, at once and without contacting Redis, by
 	// calls made while the circuit breaker is open after consecutive Redis
-	// failures. GetOrLoad never returns it: it serves the loader's value.
+	// failures: every call that reaches Redis may return it, except
+	// GetOrLoad and GetManyOrLoad, which serve the loader's values.
 	ErrCircuitOpen = errors.New("rediscache: circuit breaker open")
 
 	// ErrLoaderPanic is wrapped by the [*LoaderPanicError] returned to every

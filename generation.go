@@ -561,10 +561,12 @@ func parseBump(res []any) (uint64, int64, error) {
 }
 
 // Generation returns the generation of namespace ns as this Client sees it
-// now, refreshing its view first if it is older than Options.GenerationTTL:
-// 0 for a namespace never invalidated (and with GenerationTTL -1). Errors
-// wrap [ErrGenerationUnknown] when the generations cannot be read,
-// [ErrNilContext] or [ErrClosed].
+// now (the value [Metadata].Generation must equal for an entry to be
+// read), refreshing its view first if it is older than
+// Options.GenerationTTL; 0 with GenerationTTL -1. A namespace never
+// invalidated has a generation too (not 0), and every InvalidateNamespace
+// moves it to a new one. Errors wrap [ErrGenerationUnknown] when the
+// generations cannot be read, [ErrNilContext] or [ErrClosed].
 func (c *Client) Generation(ctx context.Context, ns Namespace) (int64, error) {
 	if err := c.ready(ctx); err != nil {
 		return 0, opErr("generation", string(ns), err)

@@ -66,8 +66,8 @@ type PoolStats struct {
 }
 
 // Ping checks that Redis answers (on a cluster, the node go-redis picks).
-// It returns [ErrClosed] after Close, or the Redis error, not retried: a
-// health check should see the failure.
+// It returns [ErrNilContext] for a nil ctx, [ErrClosed] after Close, or the
+// Redis error, not retried: a health check should see the failure.
 func (c *Client) Ping(ctx context.Context) error {
 	if ctx == nil {
 		return opErr("ping", "", ErrNilContext)

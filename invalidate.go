@@ -41,10 +41,9 @@ func escapeGlob(s string) string {
 // starts with prefix, and returns how many it deleted. prefix is literal:
 // glob characters in it match only themselves, so "user_*" deletes
 // "user_*1" but not "user_1". Keys outside the Client's Prefix are never
-// touched. For a namespace moved to a new generation by
-// [Client.InvalidateNamespace], both its plain-layout keys and its current
-// generation's keys are deleted (every generation's, when prefix ends
-// inside the namespace name).
+// touched. Entries of every namespace generation (see
+// [Client.InvalidateNamespace]) live at the same keys, so they are deleted
+// alike.
 //
 // It walks the keyspace with SCAN MATCH (never KEYS) on every master of a
 // cluster (every live shard of a ring) and deletes each page with UNLINK,

@@ -47,9 +47,9 @@ func (g *KeyGenerator) Key(ns Namespace, parts ...string) string {
 // component that merely starts alike: the prefix of "user_1" is not a prefix
 // of any key of "user_10", "user_1:x" or "user_1*". Pass it to
 // [Client.InvalidatePrefix] or [Client.CountPrefix], minding their cost:
-// both walk every key under the Client's Prefix. The key of exactly those
-// parts, Key(ns, parts...), is not under it: delete that one with
-// [Client.Delete]. Prefix(ns) is "ns:version:", every key of the namespace
+// both walk every key of the database, the Client's or not. The key of
+// exactly those parts, Key(ns, parts...), is not under it: delete that one
+// with [Client.Delete]. Prefix(ns) is "ns:version:", every key of the namespace
 // at this version. For example, every cached page of one user's tasks:
 //
 //	g := NewKeyGenerator(V1)

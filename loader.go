@@ -23,7 +23,8 @@ const (
 	SourceFallback                   // the loader, because Redis failed or the circuit breaker is open
 )
 
-// String returns "hit", "loaded", "stale" or "fallback".
+// String returns "hit", "loaded", "stale", "fallback", or "unknown" for
+// any other value.
 func (s Source) String() string {
 	switch s {
 	case SourceHit:
@@ -66,7 +67,8 @@ func (s Source) String() string {
 // Errors: [ErrInvalidKey], [ErrInvalidTTL], [ErrInvalidValue] (nil load),
 // [ErrClosed] (also for a load Close cancels), [ErrNilContext], ctx.Err()
 // when ctx ends first, an error wrapping [context.DeadlineExceeded] when the
-// load outlives LoadTimeout, or the loader's error.
+// load outlives LoadTimeout, [ErrCorruptValue] when a concurrent call of
+// this process loads the same key as another type, or the loader's error.
 //
 // [WithTags] tags the entry it stores (and names the tags expected on a
 // hit, so their versions are read in the same round trip): after

@@ -12,8 +12,8 @@ import (
 )
 
 // GetManyOrLoad is the batch form of [GetOrLoad]. It reads every key in one
-// batch ([Client.MGet]: one round trip per node), calls load once with only
-// the keys that missed, stores what load returns for ttl (0: each key's
+// batch ([Client.MGet]: one round trip per node per 500 keys), calls load
+// once with only the keys that missed, stores what load returns for ttl (0: each key's
 // namespace TTL or DefaultTTL), caches every missing key load did not
 // return as not found for Options.NegativeTTL, and returns the union: a map
 // holding the keys that exist. Keys cached as not found are absent without
@@ -38,7 +38,9 @@ import (
 // for a nil load, [ErrNilContext], [ErrClosed]) returns before anything is
 // sent. A load error (or panic, [*LoaderPanicError]) is returned with the
 // values found so far; nothing it covers is cached. If ctx ends first,
-// GetManyOrLoad returns what it has and ctx's error.
+// GetManyOrLoad returns what it has and ctx's error; if the loads it waits
+// for outlive LoadTimeout, what it has and an error wrapping
+// [context.DeadlineExceeded].
 //
 // [WithTags] tags what it stores (and names the tags expected on a hit, so
 // their versions are read beside the entries): an entry of an invalidated

@@ -38,7 +38,8 @@ type Metadata struct {
 // namespace and version, when it was written, the TTL left and its size. A
 // missing key returns [ErrCacheMiss]; bytes this library did not write
 // return an error wrapping [ErrCorruptValue]; other errors wrap
-// [ErrInvalidKey], [ErrClosed], [ErrCircuitOpen] or the Redis error.
+// [ErrInvalidKey], [ErrNilContext], [ErrClosed], [ErrCircuitOpen] or the
+// Redis error.
 func (c *Client) Metadata(ctx context.Context, key string) (_ Metadata, err error) {
 	const op = "metadata"
 	if o := c.ctr.obs.Load(); o != nil {

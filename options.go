@@ -41,10 +41,10 @@ type Options struct {
 	// it. When nil, New builds a client from Addrs and the fields below.
 	//
 	// A caller's client retries by itself (go-redis defaults to 3 retries),
-	// inside each of our attempts. So that a call still makes at most
-	// MaxRetries+1 attempts in all, rediscache retries only as often as that
-	// budget leaves: with both at their default of 3, go-redis retries and
-	// rediscache does not. Set its ContextTimeoutEnabled so socket reads
+	// inside each of our attempts, and rediscache cannot change that. It
+	// retries only as often as the budget leaves, so a call makes at most
+	// max(MaxRetries, the client's retries)+1 attempts in all: with both at
+	// their default of 3, go-redis retries and rediscache does not. Set its ContextTimeoutEnabled so socket reads
 	// honour the context.
 	Redis redis.UniversalClient
 
@@ -82,8 +82,8 @@ type Options struct {
 	// Exists, Increment, Expire, GetOrLoad's reads and writes) through
 	// go-redis's auto-pipeliner, so many concurrent callers share pipelines
 	// and connections: more throughput under high concurrency, a little more
-	// latency for a lone caller. Batches already pipeline. Not available on
-	// a *redis.Ring.
+	// latency for a lone caller. Batches already pipeline. On a *redis.Ring,
+	// New returns [ErrInvalidOptions].
 	AutoPipeline bool
 
 	// LocalCache turns on go-redis's server-assisted client-side caching
@@ -96,11 +96,12 @@ type Options struct {
 	// one address (no cluster, no Sentinel), DB 0 and RESP3; otherwise New
 	// returns [ErrInvalidOptions]. Bring your own client with
 	// ClientSideCacheConfig for other set-ups. Typed reads ([Get],
-	// [GetOrLoad]) also keep the decoded value, so a hit costs no decode
-	// either; GetOrLoad still applies its freshness rules (stale, XFetch,
-	// NegativeTTL) to the kept value. A kept value is shared: every typed hit
-	// returns the same value, so treat what [Get] and [GetOrLoad] return as
-	// read-only (a map, slice or pointer in it is the cache's copy).
+	// [GetMany], [GetOrLoad]) also keep the decoded value, so a hit costs no
+	// decode either; GetOrLoad still applies its freshness rules (stale,
+	// XFetch, NegativeTTL) to the kept value. A kept value is shared: every
+	// typed hit returns the same value, so treat what [Get], [GetMany] and
+	// [GetOrLoad] return as read-only (a map, slice or pointer in it is the
+	// cache's copy).
 	LocalCache bool
 	// LocalCacheEntries bounds the local cache. Default 10,000; it cannot be
 	// off.
@@ -136,9 +137,10 @@ type Options struct {
 	// timeout, LOADING, TRYAGAIN, CLUSTERDOWN, MASTERDOWN, READONLY) is
 	// retried, with exponential backoff and jitter between MinRetryBackoff and
 	// MaxRetryBackoff. Default 3; -1 disables retries. A call makes at most
-	// MaxRetries+1 attempts in all: when New builds the go-redis client it
-	// switches go-redis's own retries off, and on the caller's client (Redis)
-	// its own retries count against the budget.
+	// MaxRetries+1 attempts in all when New builds the go-redis client (it
+	// switches go-redis's own retries off); on the caller's client (Redis)
+	// its own retries count against the budget, and a call makes at most
+	// max(MaxRetries, its retries)+1 attempts.
 	MaxRetries int
 	// MinRetryBackoff is the first retry delay. Default 8ms; -1 (here or in
 	// MaxRetryBackoff) retries at once, without waiting.
@@ -171,7 +173,9 @@ type Options struct {
 	// LockTTL is the lifetime of the short Redis lease (SET NX PX) that lets
 	// one process load a missing key while other processes wait for the
 	// value; it is also how long they wait before loading themselves.
-	// Default 3s; -1 disables the lease (one load per key per process).
+	// Default 3s; -1 stops processes from waiting for each other's loads
+	// (each process loads the key itself, once): the lease is still
+	// written, for 3s, and still guards the store.
 	LockTTL time.Duration
 	// EarlyRefreshBeta is the XFetch beta of probabilistic early refresh: a
 	// GetOrLoad hit refreshes the entry in the background with a probability

@@ -16,9 +16,11 @@ import (
 // when it was written; [Client.InvalidateTags] moves a tag to a new version
 // (one O(1) command per tag), and an entry that records an old version of
 // any of its tags reads as a miss. Every read checks the current versions
-// of the entry's tags, so an invalidation holds at once in every Client (a
-// Client with LocalCache reads them through its near cache, which Redis
-// invalidates). Readers need not name the tags: an entry knows them.
+// of the entry's tags, so an invalidation holds at once in every Client; a
+// Client with LocalCache reads the versions through its near cache, which
+// Redis invalidates, and sees an invalidation within that invalidation's
+// travel time, bounded by Options.LocalCacheTTL. Readers need not name the
+// tags: an entry knows them.
 //
 // A tag's version is kept at Prefix + ":" + "\x00tag:" + tag, under the
 // Prefix with the NUL marker, so ClearAll and InvalidatePrefix never touch
