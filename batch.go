@@ -120,7 +120,7 @@ func (b *batch) run(ctx context.Context, send sendFunc) {
 	}
 	var idx []int
 	for br, g := range groups {
-		if !br.allow() {
+		if _, ok := br.allow(); !ok {
 			for _, i := range g {
 				b.failed = append(b.failed, keyErr{i, ErrCircuitOpen})
 			}

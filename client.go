@@ -162,7 +162,7 @@ func (c *Client) usable(ctx context.Context) error {
 	if err := c.ready(ctx); err != nil {
 		return err
 	}
-	if !c.brk.allow() {
+	if _, ok := c.brk.allow(); !ok {
 		c.ctr.fail("")
 		return ErrCircuitOpen
 	}

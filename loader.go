@@ -166,7 +166,7 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 // is an invalid key's.
 func (lc *loadCall[T]) locate(ctx context.Context) (useRedis bool, err error) {
 	c := lc.c
-	if !c.brk.allow() {
+	if _, ok := c.brk.allow(); !ok {
 		return false, nil
 	}
 	if lc.k, err = c.storageKey(lc.key); err != nil {
@@ -459,7 +459,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		deadline = time.Now().Add(c.opt.LockTTL)
 	}
 	for range 3 {
-		if !c.brk.allow() {
+		if _, ok := c.brk.allow(); !ok {
 			return acquired[T]{}
 		}
 		cert := f.mark()
@@ -693,7 +693,7 @@ func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost t
 // counted and logged, not returned: the caller already has its value, and
 // a lease not released expires.
 func (c *Client) storeGuarded(ctx context.Context, key, k, guard string, e envelope, ttl time.Duration) bool {
-	if !c.brk.allow() {
+	if _, ok := c.brk.allow(); !ok {
 		return false
 	}
 	if c.near != nil {
@@ -783,7 +783,10 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	if token != "" {
 		cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{lockKey}, args: []any{token}})
 	}
-	if len(cmds) == 0 || !c.brk.allow() {
+	if len(cmds) == 0 {
+		return
+	}
+	if _, ok := c.brk.allow(); !ok {
 		return
 	}
 	if stores && c.near != nil {

@@ -149,7 +149,7 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 		gens []uint64
 		err  error
 	)
-	if !c.brk.allow() {
+	if _, ok := c.brk.allow(); !ok {
 		ks = make([]string, len(keys))
 		for i, key := range keys {
 			if ks[i], err = c.storageKey(key); err != nil {
@@ -463,7 +463,10 @@ func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
 			want = append(want, w)
 		}
 	}
-	if len(want) == 0 || !c.brk.allow() {
+	if len(want) == 0 {
+		return nil
+	}
+	if _, ok := c.brk.allow(); !ok {
 		return nil
 	}
 	ks := make([]string, len(want))
@@ -599,7 +602,10 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 		stores = append(stores, &guardedStore{k: w.k, guard: w.guard, absent: w.absent, delBucket: w.delBucket, val: encodeEnvelope(e), ttl: d})
 		stored = append(stored, w)
 	}
-	if len(stores)+len(releases) == 0 || !c.brk.allow() {
+	if len(stores)+len(releases) == 0 {
+		return
+	}
+	if _, ok := c.brk.allow(); !ok {
 		return
 	}
 	written := func() {
