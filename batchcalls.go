@@ -35,6 +35,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 	if err != nil {
 		return nil, err
 	}
+	defer b.turn.release() // no keys, or all kept by the near cache: nothing sent
 	if len(keys) == 0 {
 		return map[string]T{}, nil
 	}
@@ -242,6 +243,11 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 			return opErr("setmany", key, err)
 		}
 	}
+	if b.turn, err = c.admit(ctx, ""); err != nil {
+		return opErr("setmany", "", err)
+	}
+	// Past here every path reports to the Client's breaker: the tags'
+	// round trip or the batch's.
 	vers, err := c.writeTagVersions(ctx, o.tags)
 	if err != nil {
 		c.ctr.fail("")
@@ -256,9 +262,10 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 }
 
 // newSetBatch checks a write batch and returns its keys in a fixed order,
-// or a nil batch for an empty one.
+// or a nil batch for an empty one. It does not ask the breaker: the caller
+// does once every value is checked.
 func newSetBatch[V any](ctx context.Context, c *Client, op string, items map[string]V, ttl time.Duration) ([]string, *batch, error) {
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return nil, nil, opErr(op, "", err)
 	}
 	if ttl < 0 {
@@ -305,8 +312,12 @@ func (c *Client) batchTTLs(b *batch, ttl time.Duration) ([]time.Duration, error)
 // timeout the count may miss keys the lost attempt deleted.
 func (c *Client) DeleteMany(ctx context.Context, keys []string) (int64, error) {
 	b, err := c.newBatch(ctx, "deletemany", keys)
-	if err != nil || len(keys) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	defer b.turn.release() // for no keys: nothing sent
+	if len(keys) == 0 {
+		return 0, nil
 	}
 	var n atomic.Int64
 	c.nearWritten(b.ks)
@@ -340,6 +351,7 @@ func (c *Client) mget(ctx context.Context, op string, keys []string, quiet bool)
 	if err != nil {
 		return nil, err
 	}
+	defer b.turn.release() // for no keys: nothing sent
 	return c.mgetBatch(ctx, b, quiet)
 }
 
@@ -396,5 +408,8 @@ func (c *Client) MSet(ctx context.Context, items map[string][]byte, ttl time.Dur
 	if err != nil {
 		return err
 	}
-	return c.setBatch(ctx, b, vals, ttls)
+	if b.turn, err = c.admit(ctx, ""); err != nil {
+		return opErr("mset", "", err)
+	}
+	return c.setBatch(ctx, b, vals, ttls) // run reports
 }

@@ -120,7 +120,7 @@ func (c *Client) readDeletes(ctx context.Context, own []*keyLoad) *deleteCounts 
 	if len(want) == 0 {
 		return nil
 	}
-	if _, ok := c.brk.allow(); !ok {
+	if _, ok := c.brk.allow(); !ok { // then one round trip, which reports
 		return nil
 	}
 	start := mono()

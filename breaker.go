@@ -259,17 +259,6 @@ func (c *Client) breakerFor(ctx context.Context, k string) *breaker {
 	return c.nodes.forKey(ctx, k)
 }
 
-// nodeAllows asks the breaker of stored key k's cluster node, for calls that
-// asked the Client's breaker (usable) before the key was mapped; off a
-// cluster it is always true.
-func (c *Client) nodeAllows(ctx context.Context, k string) bool {
-	if c.nodes == nil {
-		return true
-	}
-	_, ok := c.nodes.forKey(ctx, k).allow()
-	return ok
-}
-
 // breakerState is Stats().BreakerState.
 func (c *Client) breakerState() string {
 	if c.nodes != nil {

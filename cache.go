@@ -28,27 +28,29 @@ func (c *Client) Get(ctx context.Context, key string, dst any, opts ...CallOptio
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	k, gen, err := c.prepareRead(ctx, key)
+	k, gen, _, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, dst, gen, o.tags)
+	_, err = c.getInto(ctx, key, k, dst, gen, o.tags) // a round trip on k: it reports
 	return err
 }
 
 // prepareRead is prepare for a read: it also returns the namespace
-// generation the entry must carry. Not knowing it is an error, counted.
-func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, error) {
-	k, err := c.prepare(ctx, key)
+// generation the entry must carry. Not knowing it is an error, counted
+// (and the call's turn released: it sends nothing).
+func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, turn, error) {
+	k, t, err := c.prepare(ctx, key)
 	if err != nil {
-		return "", 0, err
+		return "", 0, turn{}, err
 	}
 	gen, err := c.expect(ctx, key)
 	if err != nil {
+		t.release()
 		c.ctr.fail(key)
-		return "", 0, err
+		return "", 0, turn{}, err
 	}
-	return k, gen, nil
+	return k, gen, t, nil
 }
 
 // getInto reads stored key k (of logical key) into dst and counts the
@@ -165,7 +167,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if err != nil {
 		return opErr("set", key, err)
 	}
-	k, err := c.prepare(ctx, key)
+	k, err := c.check(ctx, key)
 	if err != nil {
 		return opErr("set", key, err)
 	}
@@ -176,8 +178,13 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if err != nil {
 		return opErr("set", key, err)
 	}
+	t, err := c.admit(ctx, k)
+	if err != nil {
+		return opErr("set", key, err)
+	}
 	vers, err := c.writeTagVersions(ctx, o.tags)
 	if err != nil {
+		t.release() // on a cluster the tags' round trip reported to no breaker of k's
 		c.ctr.fail(key)
 		return opErr("set", key, err)
 	}
@@ -221,7 +228,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 		return c.DeleteMany(ctx, keys)
 	}
 	key := keys[0]
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return 0, opErr("delete", key, err)
 	}
@@ -253,7 +260,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (int64, error) {
 // Exists reports whether key exists. Errors wrap [ErrInvalidKey],
 // [ErrClosed] or the Redis error after retries.
 func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return false, opErr("exists", key, err)
 	}
@@ -282,7 +289,7 @@ func (c *Client) Exists(ctx context.Context, key string) (bool, error) {
 // idempotent, it is retried only after failures that prove it did not run
 // (refused connection, LOADING, ...), never after a timeout.
 func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64, error) {
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return 0, opErr("increment", key, err)
 	}
@@ -325,11 +332,14 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (int64,
 // a key holding only a load's lease is reported missing. Other errors wrap
 // [ErrInvalidKey], [ErrClosed] or the Redis error after retries.
 func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (bool, error) {
-	k, err := c.prepare(ctx, key)
+	k, err := c.check(ctx, key)
 	if err != nil {
 		return false, opErr("expire", key, err)
 	}
 	if ttl, err = c.ttl(key, ttl); err != nil {
+		return false, opErr("expire", key, err)
+	}
+	if _, err = c.admit(ctx, k); err != nil { // then one round trip on k, which reports
 		return false, opErr("expire", key, err)
 	}
 	var stamp, expires [8]byte
@@ -364,11 +374,11 @@ func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) 
 	if c.near != nil {
 		return nearGet[T](ctx, c, key, o.tags)
 	}
-	k, gen, err := c.prepareRead(ctx, key)
+	k, gen, _, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return v, opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, &v, gen, o.tags)
+	_, err = c.getInto(ctx, key, k, &v, gen, o.tags) // a round trip on k: it reports
 	return v, err
 }
 

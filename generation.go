@@ -503,7 +503,7 @@ var errGenerationsOff = fmt.Errorf("%w: namespace generations are off (Generatio
 // error after retries.
 func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, error) {
 	const op = "invalidatenamespace"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, string(ns), err)
 	}
 	if c.gens == nil {
@@ -511,6 +511,9 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (int64, 
 	}
 	if ns == "" || strings.IndexByte(string(ns), 0) >= 0 {
 		return 0, opErr(op, string(ns), fmt.Errorf("%w: bad namespace", ErrInvalidKey))
+	}
+	if _, err := c.admit(ctx, ""); err != nil { // then one round trip, which reports
+		return 0, opErr(op, string(ns), err)
 	}
 	g := c.gens
 	field := EscapeComponent(string(ns))

@@ -74,7 +74,7 @@ func escapeGlob(s string) string {
 // with an [*OpError] for each node whose SCAN failed.
 func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, error) {
 	const op = "invalidateprefix"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, prefix, err)
 	}
 	if prefix == "" {
@@ -84,6 +84,11 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, er
 	if err != nil {
 		return 0, opErr(op, prefix, err)
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, prefix, err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	return c.deletePrefix(ctx, op, prefix, literals)
 }
 
@@ -103,12 +108,17 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (int64, er
 // and an error as InvalidatePrefix does.
 func (c *Client) ClearAll(ctx context.Context) (int64, error) {
 	const op = "clearall"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, "", err)
 	}
 	if c.pfx == "" {
 		return 0, opErr(op, "", ErrNoPrefix)
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, "", err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	return c.deletePrefix(ctx, op, "", []string{c.pfx})
 }
 
@@ -132,7 +142,7 @@ func (c *Client) ClearAll(ctx context.Context) (int64, error) {
 // keys counted so far and an error naming the node.
 func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) {
 	const op = "countprefix"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, prefix, err)
 	}
 	literals := []string{c.pfx}
@@ -142,8 +152,13 @@ func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) 
 			return 0, opErr(op, prefix, err)
 		}
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, prefix, err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	var n atomic.Int64
-	err := c.scanPrefix(ctx, op, prefix, literals, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
+	err = c.scanPrefix(ctx, op, prefix, literals, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
 		n.Add(int64(len(ks)))
 	})
 	return n.Load(), err

@@ -145,27 +145,22 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	st := readState{failed: map[int]bool{}}
 	var (
 		raw  [][]byte
-		ks   []string
 		gens []uint64
 		err  error
 	)
-	if _, ok := c.brk.allow(); !ok {
-		ks = make([]string, len(keys))
-		for i, key := range keys {
-			if ks[i], err = c.storageKey(key); err != nil {
-				m.invalid = true
-				return st, opErr(opGetManyOrLoad, key, err)
-			}
+	b, err := c.mapBatch(opGetManyOrLoad, keys)
+	if err != nil {
+		m.invalid = true
+		return st, err
+	}
+	ks := b.ks
+	if t, ok := c.brk.allow(); !ok {
+		for i := range keys {
 			st.failed[i] = true
 		}
 		raw, gens = make([][]byte, len(keys)), make([]uint64, len(keys))
 	} else {
-		b, merr := c.mapBatch(opGetManyOrLoad, keys)
-		if merr != nil {
-			m.invalid = true
-			return st, merr
-		}
-		ks = b.ks
+		defer t.release() // for no keys: nothing sent (else the batch reports)
 		var genErrs []error
 		gens, genErrs = c.expectAll(ctx, keys)
 		for i, err := range genErrs {
@@ -466,7 +461,7 @@ func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
 	if len(want) == 0 {
 		return nil
 	}
-	if _, ok := c.brk.allow(); !ok {
+	if _, ok := c.brk.allow(); !ok { // then a round trip per chunk, which reports
 		return nil
 	}
 	ks := make([]string, len(want))
@@ -605,9 +600,11 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 	if len(stores)+len(releases) == 0 {
 		return
 	}
-	if _, ok := c.brk.allow(); !ok {
+	t, ok := c.brk.allow()
+	if !ok {
 		return
 	}
+	defer t.release() // releasing leases alone reports nothing
 	written := func() {
 		for _, w := range stored {
 			if c.near != nil {

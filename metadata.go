@@ -41,7 +41,7 @@ type Metadata struct {
 // [ErrInvalidKey], [ErrClosed], [ErrCircuitOpen] or the Redis error.
 func (c *Client) Metadata(ctx context.Context, key string) (Metadata, error) {
 	const op = "metadata"
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return Metadata{}, opErr(op, key, err)
 	}

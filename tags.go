@@ -312,7 +312,7 @@ return v`)
 // after retries (on a cluster, the tags whose node failed are named).
 func (c *Client) InvalidateTags(ctx context.Context, tags ...string) error {
 	const op = "invalidatetags"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return opErr(op, "", err)
 	}
 	if len(tags) == 0 {
@@ -320,6 +320,9 @@ func (c *Client) InvalidateTags(ctx context.Context, tags ...string) error {
 	}
 	tags, err := normTags(tags)
 	if err != nil {
+		return opErr(op, "", err)
+	}
+	if _, err := c.admit(ctx, ""); err != nil { // then one round trip, which reports
 		return opErr(op, "", err)
 	}
 	ks := make([]string, len(tags))
