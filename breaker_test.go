@@ -3,10 +3,13 @@ package rediscache_test
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -186,4 +189,74 @@ func TestBreakerHalfOpenCallsThatSendNothingLeaveTheProbe(t *testing.T) {
 		require.ErrorIs(t, err, rediscache.ErrCacheMiss, "%s: the next call did not probe", tc.name)
 		require.Equal(t, "closed", c.Stats().BreakerState, tc.name)
 	}
+}
+
+// failStores fails, while on, every round trip that stores a loaded value
+// (the guarded scripts, and the WATCH/MULTI/EXEC of a store under the
+// write counters) with io.EOF, as a connection dropped under them would.
+type failStores struct{ on atomic.Bool }
+
+func (h *failStores) stores(cmds ...redis.Cmder) bool {
+	for _, cmd := range cmds {
+		switch cmd.Name() {
+		case "evalsha", "eval", "watch", "exec":
+			return h.on.Load()
+		}
+	}
+	return false
+}
+
+func (h *failStores) DialHook(next redis.DialHook) redis.DialHook { return next }
+
+func (h *failStores) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if h.stores(cmd) {
+			cmd.SetErr(io.EOF)
+			return io.EOF
+		}
+		return next(ctx, cmd)
+	}
+}
+
+func (h *failStores) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if h.stores(cmds...) {
+			for _, cmd := range cmds {
+				cmd.SetErr(io.EOF)
+			}
+			return io.EOF
+		}
+		return next(ctx, cmds)
+	}
+}
+
+// The stores of a batch load report their outcome to the breaker: stores
+// failing with an outage open it (they were reported as successes, so a
+// failing store also closed a half-open breaker).
+func TestBreakerHearsFailedBatchStores(t *testing.T) {
+	t.Parallel()
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { _ = rdb.Close() })
+	hook := &failStores{}
+	rdb.AddHook(hook)
+	c, err := rediscache.New(&rediscache.Options{Redis: rdb, Prefix: "fs", MaxRetries: -1,
+		BreakerFailures: 1, BreakerCooldown: time.Minute, GenerationTTL: -1, HealthCheckInterval: -1})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = c.Close() })
+	ctx := t.Context()
+	load := func(_ context.Context, missing []string) (map[string]int, error) {
+		m := map[string]int{}
+		for i, k := range missing {
+			m[k] = i
+		}
+		return m, nil
+	}
+
+	hook.on.Store(true)
+	got, err := rediscache.GetManyOrLoad(ctx, c, []string{"a", "b", "c"}, time.Minute, load)
+	require.NoError(t, err, "the loaded values are served, stored or not")
+	require.Len(t, got, 3)
+	assert.Positive(t, c.Stats().Errors, "the failed stores are counted")
+	assert.Equal(t, "open", c.Stats().BreakerState, "the failed stores were reported as successes")
 }

@@ -530,12 +530,12 @@ func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *
 	c.chunked(ctx, len(absent), func(ctx context.Context, lo, hi int) {
 		start := mono()
 		c.storeAbsent(ctx, counts, absent[lo:hi])
-		c.observeOp(opBatch, "", start, nil)
+		c.observeOp(opBatch, "", start, storesErr(absent[lo:hi]))
 	})
 	c.chunked(ctx, len(guarded), func(ctx context.Context, lo, hi int) {
 		start := mono()
-		defer func() { c.observeOp(opBatch, "", start, nil) }()
 		part := guarded[lo:hi]
+		defer func() { c.observeOp(opBatch, "", start, storesErr(part)) }()
 		if rc, ok := c.rdb.(*redis.Client); ok {
 			storeScripted(ctx, rc, part)
 			return
@@ -549,6 +549,17 @@ func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *
 			st.n, st.err = cmds[j].result()
 		}
 	})
+}
+
+// storesErr is what a chunk of stores reports to the breaker: the error of
+// its first store that failed, else nil.
+func storesErr(part []*guardedStore) error {
+	for _, st := range part {
+		if st.err != nil {
+			return st.err
+		}
+	}
+	return nil
 }
 
 // storeScripted stores part with one script call on rc.
