@@ -36,8 +36,9 @@ import (
 // reports would hold its only request forever. So a probe has a turn of
 // probeTurn (max(BreakerCooldown, 1s)); the first allow after its turn
 // resolves it as a failure (errProbeLost), which opens the breaker for
-// BreakerCooldown: a probe that hangs that long says Redis is unwell, and
-// a breaker can never stay half-open past probeTurn + BreakerCooldown.
+// BreakerCooldown: a probe that hangs that long says Redis is unwell. So
+// a probe that never reports refuses other calls for probeTurn, and one
+// goes through again within probeTurn + BreakerCooldown.
 type breaker struct {
 	cb *gobreaker.TwoStepCircuitBreaker[struct{}]
 	// st is gobreaker's state (the low two bits) and the number of changes
