@@ -49,19 +49,31 @@ type batch struct {
 	quiet  bool     // get leaves hits and misses to the caller
 	mu     sync.Mutex
 	failed []keyErr
+	// turn is the call's turn of the Client's breaker (newBatch): run
+	// reports to it; a call that may not run releases it.
+	turn turn
 }
 
-// newBatch validates the call and every key before anything is sent. On
-// an invalid input it returns an *OpError naming the first bad key.
+// newBatch validates the call and every key before anything is sent, then
+// asks the Client's breaker (on a cluster run asks each node's). On an
+// invalid input it returns an *OpError naming the first bad key. The
+// caller releases b.turn when it may end without run.
 func (c *Client) newBatch(ctx context.Context, op string, keys []string) (*batch, error) {
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return nil, opErr(op, "", err)
 	}
-	return c.mapBatch(op, keys)
+	b, err := c.mapBatch(op, keys)
+	if err != nil {
+		return nil, err
+	}
+	if b.turn, err = c.admit(ctx, ""); err != nil {
+		return nil, opErr(op, "", err)
+	}
+	return b, nil
 }
 
-// mapBatch is newBatch for a call already checked (context, Close,
-// breaker): it maps and validates every key.
+// mapBatch maps and validates every key of a call already checked
+// (context, Close), without asking the breaker.
 func (c *Client) mapBatch(op string, keys []string) (*batch, error) {
 	b := &batch{c: c, op: op, keys: keys, ks: make([]string, len(keys))}
 	for i, key := range keys {
@@ -120,7 +132,7 @@ func (b *batch) run(ctx context.Context, send sendFunc) {
 	}
 	var idx []int
 	for br, g := range groups {
-		if !br.allow() {
+		if _, ok := br.allow(); !ok { // asked once per node; each hears its group's outcome below
 			for _, i := range g {
 				b.failed = append(b.failed, keyErr{i, ErrCircuitOpen})
 			}

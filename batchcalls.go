@@ -41,6 +41,7 @@ func GetMany[T any](ctx context.Context, c *Client, keys []string, opts ...CallO
 	if err != nil {
 		return nil, err
 	}
+	defer b.turn.release() // no keys, or all kept by the near cache: nothing sent
 	if len(keys) == 0 {
 		return map[string]T{}, nil
 	}
@@ -253,6 +254,11 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 			return opErr("setmany", key, err)
 		}
 	}
+	if b.turn, err = c.admit(ctx, ""); err != nil {
+		return opErr("setmany", "", err)
+	}
+	// Past here every path reports to the Client's breaker: the tags'
+	// round trip or the batch's.
 	vers, err := c.writeTagVersions(ctx, o.tags)
 	if err != nil {
 		c.ctr.fail("")
@@ -267,9 +273,10 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 }
 
 // newSetBatch checks a write batch and returns its keys in a fixed order,
-// or a nil batch for an empty one.
+// or a nil batch for an empty one. It does not ask the breaker: the caller
+// does once every value is checked.
 func newSetBatch[V any](ctx context.Context, c *Client, op string, items map[string]V, ttl time.Duration) ([]string, *batch, error) {
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return nil, nil, opErr(op, "", err)
 	}
 	if ttl < 0 {
@@ -321,8 +328,12 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (_ int64, err er
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
 	b, err := c.newBatch(ctx, "deletemany", keys)
-	if err != nil || len(keys) == 0 {
+	if err != nil {
 		return 0, err
+	}
+	defer b.turn.release() // for no keys: nothing sent
+	if len(keys) == 0 {
+		return 0, nil
 	}
 	var n atomic.Int64
 	c.nearWritten(b.ks)
@@ -361,6 +372,7 @@ func (c *Client) mget(ctx context.Context, op string, keys []string, quiet bool)
 	if err != nil {
 		return nil, err
 	}
+	defer b.turn.release() // for no keys: nothing sent
 	return c.mgetBatch(ctx, b, quiet)
 }
 
@@ -422,5 +434,8 @@ func (c *Client) MSet(ctx context.Context, items map[string][]byte, ttl time.Dur
 	if err != nil {
 		return err
 	}
-	return c.setBatch(ctx, b, vals, ttls)
+	if b.turn, err = c.admit(ctx, ""); err != nil {
+		return opErr("mset", "", err)
+	}
+	return c.setBatch(ctx, b, vals, ttls) // run reports
 }

@@ -35,27 +35,29 @@ func (c *Client) Get(ctx context.Context, key string, dst any, opts ...CallOptio
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	k, gen, err := c.prepareRead(ctx, key)
+	k, gen, _, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, dst, gen, o.tags)
+	_, err = c.getInto(ctx, key, k, dst, gen, o.tags) // a round trip on k: it reports
 	return err
 }
 
 // prepareRead is prepare for a read: it also returns the namespace
-// generation the entry must carry. Not knowing it is an error, counted.
-func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, error) {
-	k, err := c.prepare(ctx, key)
+// generation the entry must carry. Not knowing it is an error, counted
+// (and the call's turn released: it sends nothing).
+func (c *Client) prepareRead(ctx context.Context, key string) (string, uint64, turn, error) {
+	k, t, err := c.prepare(ctx, key)
 	if err != nil {
-		return "", 0, err
+		return "", 0, turn{}, err
 	}
 	gen, err := c.expect(ctx, key)
 	if err != nil {
+		t.release()
 		c.ctr.fail(key)
-		return "", 0, err
+		return "", 0, turn{}, err
 	}
-	return k, gen, nil
+	return k, gen, t, nil
 }
 
 // getInto reads stored key k (of logical key) into dst and counts the
@@ -179,7 +181,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if err != nil {
 		return opErr("set", key, err)
 	}
-	k, err := c.prepare(ctx, key)
+	k, err := c.check(ctx, key)
 	if err != nil {
 		return opErr("set", key, err)
 	}
@@ -190,8 +192,13 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if err != nil {
 		return opErr("set", key, err)
 	}
+	t, err := c.admit(ctx, k)
+	if err != nil {
+		return opErr("set", key, err)
+	}
 	vers, err := c.writeTagVersions(ctx, o.tags)
 	if err != nil {
+		t.release() // on a cluster the tags' round trip reported to no breaker of k's
 		c.ctr.fail(key)
 		return opErr("set", key, err)
 	}
@@ -242,7 +249,7 @@ func (c *Client) Delete(ctx context.Context, keys ...string) (_ int64, err error
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return 0, opErr("delete", key, err)
 	}
@@ -281,7 +288,7 @@ func (c *Client) Exists(ctx context.Context, key string) (_ bool, err error) {
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return false, opErr("exists", key, err)
 	}
@@ -317,7 +324,7 @@ func (c *Client) Increment(ctx context.Context, key string, delta int64) (_ int6
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return 0, opErr("increment", key, err)
 	}
@@ -365,11 +372,14 @@ func (c *Client) Expire(ctx context.Context, key string, ttl time.Duration) (_ b
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	k, err := c.prepare(ctx, key)
+	k, err := c.check(ctx, key)
 	if err != nil {
 		return false, opErr("expire", key, err)
 	}
 	if ttl, err = c.ttl(key, ttl); err != nil {
+		return false, opErr("expire", key, err)
+	}
+	if _, err = c.admit(ctx, k); err != nil { // then one round trip on k, which reports
 		return false, opErr("expire", key, err)
 	}
 	var stamp, expires [8]byte
@@ -408,11 +418,11 @@ func Get[T any](ctx context.Context, c *Client, key string, opts ...CallOption) 
 	if c.near != nil {
 		return nearGet[T](ctx, c, key, o.tags)
 	}
-	k, gen, err := c.prepareRead(ctx, key)
+	k, gen, _, err := c.prepareRead(ctx, key)
 	if err != nil {
 		return v, opErr("get", key, err)
 	}
-	_, err = c.getInto(ctx, key, k, &v, gen, o.tags)
+	_, err = c.getInto(ctx, key, k, &v, gen, o.tags) // a round trip on k: it reports
 	return v, err
 }
 

@@ -160,35 +160,42 @@ func (c *Client) ready(ctx context.Context) error {
 	return nil
 }
 
-// usable checks what every call checks first: the context, Close, and the
-// circuit breaker (a rejected call is counted as an error). A call asks
-// the breaker once: during a half-open probe, a second ask is refused.
-func (c *Client) usable(ctx context.Context) error {
-	if err := c.ready(ctx); err != nil {
-		return err
-	}
-	if !c.brk.allow() {
+// admit asks the breaker guarding stored key k (the Client's for "", or
+// for a call about no one key) whether a call may go to Redis now. A
+// refused call is counted as an error and gets ErrCircuitOpen. A call asks
+// once, after validating its input, and then either reports an outcome to
+// that breaker (every round trip on k does, through observeOp) or releases
+// its turn: during a half-open probe, a second ask is refused.
+func (c *Client) admit(ctx context.Context, k string) (turn, error) {
+	t, ok := c.breakerFor(ctx, k).allow()
+	if !ok {
 		c.ctr.fail("")
-		return ErrCircuitOpen
+		return turn{}, ErrCircuitOpen
 	}
-	return nil
+	return t, nil
 }
 
-// prepare checks the call and returns the stored key. On a cluster the
-// breaker asked is that of the key's node, once the key is mapped.
-func (c *Client) prepare(ctx context.Context, key string) (string, error) {
-	if err := c.usable(ctx); err != nil {
+// check checks the context, Close and the key, and returns the stored key,
+// without asking the breaker.
+func (c *Client) check(ctx context.Context, key string) (string, error) {
+	if err := c.ready(ctx); err != nil {
 		return "", err
 	}
-	k, err := c.storageKey(key)
+	return c.storageKey(key)
+}
+
+// prepare is check, then admit for the stored key: on a cluster the breaker
+// asked is that of the key's node.
+func (c *Client) prepare(ctx context.Context, key string) (string, turn, error) {
+	k, err := c.check(ctx, key)
 	if err != nil {
-		return "", err
+		return "", turn{}, err
 	}
-	if !c.nodeAllows(ctx, k) {
-		c.ctr.fail("")
-		return "", ErrCircuitOpen
+	t, err := c.admit(ctx, k)
+	if err != nil {
+		return "", turn{}, err
 	}
-	return k, nil
+	return k, t, nil
 }
 
 func (c *Client) storageKey(key string) (string, error) {

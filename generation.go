@@ -508,7 +508,7 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (_ int64
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, string(ns), err)
 	}
 	if c.gens == nil {
@@ -516,6 +516,9 @@ func (c *Client) InvalidateNamespace(ctx context.Context, ns Namespace) (_ int64
 	}
 	if ns == "" || strings.IndexByte(string(ns), 0) >= 0 {
 		return 0, opErr(op, string(ns), fmt.Errorf("%w: bad namespace", ErrInvalidKey))
+	}
+	if _, err := c.admit(ctx, ""); err != nil { // then one round trip, which reports
+		return 0, opErr(op, string(ns), err)
 	}
 	g := c.gens
 	field := EscapeComponent(string(ns))

@@ -78,7 +78,7 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (_ int64, 
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, prefix, err)
 	}
 	if prefix == "" {
@@ -88,6 +88,11 @@ func (c *Client) InvalidatePrefix(ctx context.Context, prefix string) (_ int64, 
 	if err != nil {
 		return 0, opErr(op, prefix, err)
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, prefix, err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	return c.deletePrefix(ctx, op, prefix, literals)
 }
 
@@ -112,12 +117,17 @@ func (c *Client) ClearAll(ctx context.Context) (_ int64, err error) {
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, "", err)
 	}
 	if c.pfx == "" {
 		return 0, opErr(op, "", ErrNoPrefix)
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, "", err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	return c.deletePrefix(ctx, op, "", []string{c.pfx})
 }
 
@@ -141,7 +151,7 @@ func (c *Client) ClearAll(ctx context.Context) (_ int64, err error) {
 // keys counted so far and an error naming the node.
 func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) {
 	const op = "countprefix"
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return 0, opErr(op, prefix, err)
 	}
 	literals := []string{c.pfx}
@@ -151,8 +161,13 @@ func (c *Client) CountPrefix(ctx context.Context, prefix string) (int64, error) 
 			return 0, opErr(op, prefix, err)
 		}
 	}
+	t, err := c.admit(ctx, "")
+	if err != nil {
+		return 0, opErr(op, prefix, err)
+	}
+	defer t.release() // a ring with no live shard sends nothing
 	var n atomic.Int64
-	err := c.scanPrefix(ctx, op, prefix, literals, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
+	err = c.scanPrefix(ctx, op, prefix, literals, func(_ context.Context, _ redis.Cmdable, _ bool, ks []string) {
 		n.Add(int64(len(ks)))
 	})
 	return n.Load(), err

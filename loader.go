@@ -130,6 +130,7 @@ type loadCall[T any] struct {
 	ttl  time.Duration
 	load func(context.Context) (T, error)
 	tags []string // WithTags: what stores are tagged with
+	turn turn     // of the breaker of k, from locate: released once the call is past Redis
 }
 
 // heap returns a copy of lc for a goroutine, so that lc itself stays on
@@ -158,31 +159,33 @@ func (lc *loadCall[T]) answer(ctx context.Context, retried bool) (v T, src Sourc
 		v, src, r, err := lc.fromNear(ctx)
 		switch r {
 		case nearAnswered:
+			lc.turn.release()
 			return v, src, err, false
 		case nearFallback:
+			lc.turn.release()
 			return lc.fallback(ctx, retried)
 		}
 		m = lc.c.near.mark(lc.k)
 	}
-	return lc.fromRedis(ctx, m, retried)
+	return lc.fromRedis(ctx, m, retried) // its read of k reports
 }
 
-// locate resolves the call's stored key and namespace generation. It
-// reports false, with no error, when the call is to skip Redis and serve
-// the loader: a breaker is open, or the generations are unknown. The error
-// is an invalid key's.
+// locate resolves the call's stored key and namespace generation, and asks
+// the breaker of the key (on a cluster, of its node) once the key is valid.
+// It reports false, with no error, when the call is to skip Redis and
+// serve the loader: the breaker refuses, or the generations are unknown.
+// The error is an invalid key's.
 func (lc *loadCall[T]) locate(ctx context.Context) (useRedis bool, err error) {
 	c := lc.c
-	if !c.brk.allow() {
-		return false, nil
-	}
 	if lc.k, err = c.storageKey(lc.key); err != nil {
 		return false, opErr(opGetOrLoad, lc.key, err)
 	}
-	if !c.nodeAllows(ctx, lc.k) {
+	var ok bool
+	if lc.turn, ok = c.breakerFor(ctx, lc.k).allow(); !ok {
 		return false, nil
 	}
 	if lc.gen, err = c.expect(ctx, lc.key); err != nil {
+		lc.turn.release()
 		c.ctr.fail(lc.key)
 		c.warnf("rediscache: namespace generation unknown, serving from the loader", "op", opGetOrLoad, "key", lc.key, "error", err)
 		return false, nil
@@ -285,17 +288,12 @@ func (lc *loadCall[T]) flightKey() string {
 }
 
 // fallback serves the loader's value without Redis (it is failing, or
-// the breaker is open). It still validates the key, so a call that fails
-// with Redis up fails the same way during an outage.
+// the breaker is open). locate validated the key before asking the
+// breaker, so a call that fails with Redis up fails the same way during an
+// outage.
 func (lc *loadCall[T]) fallback(ctx context.Context, retried bool) (T, Source, error, bool) {
-	k, err := lc.c.storageKey(lc.key)
-	if err != nil {
-		var zero T
-		return zero, 0, opErr(opGetOrLoad, lc.key, err), false
-	}
-	lc.k = k
 	lc.c.ctr.add(&lc.c.ctr.fallbacks, EventFallback, lc.key, 1)
-	return lc.shared(ctx, "\x00fallback:"+k, modeFallback, retried)
+	return lc.shared(ctx, "\x00fallback:"+lc.k, modeFallback, retried)
 }
 
 // hit answers from a cached value: ErrNotFound for a negative entry, else
@@ -466,7 +464,7 @@ func (lc *loadCall[T]) acquire(ctx context.Context, f *flight) acquired[T] {
 		deadline = time.Now().Add(c.opt.LockTTL)
 	}
 	for range 3 {
-		if !c.brk.allow() {
+		if _, ok := c.brk.allow(); !ok { // then one round trip on k, which reports
 			return acquired[T]{}
 		}
 		cert := f.mark()
@@ -700,7 +698,7 @@ func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost t
 // counted and logged, not returned: the caller already has its value, and
 // a lease not released expires.
 func (c *Client) storeGuarded(ctx context.Context, key, k, guard string, e envelope, ttl time.Duration) bool {
-	if !c.brk.allow() {
+	if _, ok := c.brk.allow(); !ok { // then one round trip on k, which reports
 		return false
 	}
 	if c.near != nil {
@@ -792,7 +790,10 @@ func (lc *loadCall[T]) refreshNow(ctx context.Context, guard string) {
 	if token != "" {
 		cmds = append(cmds, &guardedCmd{s: casDelScript, keys: []string{lockKey}, args: []any{token}})
 	}
-	if len(cmds) == 0 || !c.brk.allow() {
+	if len(cmds) == 0 {
+		return
+	}
+	if _, ok := c.brk.allow(); !ok { // then one round trip, which reports
 		return
 	}
 	if stores && c.near != nil {

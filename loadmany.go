@@ -161,27 +161,22 @@ func (m *manyCall[T]) read(ctx context.Context, keys []string) (readState, error
 	st := readState{failed: map[int]bool{}}
 	var (
 		raw  [][]byte
-		ks   []string
 		gens []uint64
 		err  error
 	)
-	if !c.brk.allow() {
-		ks = make([]string, len(keys))
-		for i, key := range keys {
-			if ks[i], err = c.storageKey(key); err != nil {
-				m.invalid = true
-				return st, opErr(opGetManyOrLoad, key, err)
-			}
+	b, err := c.mapBatch(opGetManyOrLoad, keys)
+	if err != nil {
+		m.invalid = true
+		return st, err
+	}
+	ks := b.ks
+	if t, ok := c.brk.allow(); !ok {
+		for i := range keys {
 			st.failed[i] = true
 		}
 		raw, gens = make([][]byte, len(keys)), make([]uint64, len(keys))
 	} else {
-		b, merr := c.mapBatch(opGetManyOrLoad, keys)
-		if merr != nil {
-			m.invalid = true
-			return st, merr
-		}
-		ks = b.ks
+		defer t.release() // for no keys: nothing sent (else the batch reports)
 		var genErrs []error
 		gens, genErrs = c.expectAll(ctx, keys)
 		for i, err := range genErrs {
@@ -494,7 +489,10 @@ func (c *Client) takeLeases(ctx context.Context, own []*keyLoad) []*keyLoad {
 			want = append(want, w)
 		}
 	}
-	if len(want) == 0 || !c.brk.allow() {
+	if len(want) == 0 {
+		return nil
+	}
+	if _, ok := c.brk.allow(); !ok { // then a round trip per chunk, which reports
 		return nil
 	}
 	ks := make([]string, len(want))
@@ -563,12 +561,12 @@ func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *
 	c.chunked(ctx, len(absent), func(ctx context.Context, lo, hi int) {
 		start := mono()
 		c.storeAbsent(ctx, counts, absent[lo:hi])
-		c.observeOp(opBatch, "", start, nil)
+		c.observeOp(opBatch, "", start, storesErr(absent[lo:hi]))
 	})
 	c.chunked(ctx, len(guarded), func(ctx context.Context, lo, hi int) {
 		start := mono()
-		defer func() { c.observeOp(opBatch, "", start, nil) }()
 		part := guarded[lo:hi]
+		defer func() { c.observeOp(opBatch, "", start, storesErr(part)) }()
 		if rc, ok := c.rdb.(*redis.Client); ok {
 			storeScripted(ctx, rc, part)
 			return
@@ -582,6 +580,17 @@ func (c *Client) storeMany(ctx context.Context, stores []*guardedStore, counts *
 			st.n, st.err = cmds[j].result()
 		}
 	})
+}
+
+// storesErr is what a chunk of stores reports to the breaker: the error of
+// its first store that failed, else nil.
+func storesErr(part []*guardedStore) error {
+	for _, st := range part {
+		if st.err != nil {
+			return st.err
+		}
+	}
+	return nil
 }
 
 // storeScripted stores part with one script call on rc.
@@ -630,9 +639,14 @@ func (c *Client) storeLoaded(ctx context.Context, own []*keyLoad, cost time.Dura
 		stores = append(stores, &guardedStore{k: w.k, guard: w.guard, absent: w.absent, delBucket: w.delBucket, val: encodeEnvelope(e), ttl: d})
 		stored = append(stored, w)
 	}
-	if len(stores)+len(releases) == 0 || !c.brk.allow() {
+	if len(stores)+len(releases) == 0 {
 		return
 	}
+	t, ok := c.brk.allow()
+	if !ok {
+		return
+	}
+	defer t.release() // releasing leases alone reports nothing
 	written := func() {
 		for _, w := range stored {
 			if c.near != nil {

@@ -47,7 +47,7 @@ func (c *Client) Metadata(ctx context.Context, key string) (_ Metadata, err erro
 		ctx = o.start(ctx, call)
 		defer func() { call.hitOf(err); o.end(ctx, call) }()
 	}
-	k, err := c.prepare(ctx, key)
+	k, _, err := c.prepare(ctx, key) // then one round trip on k, which reports
 	if err != nil {
 		return Metadata{}, opErr(op, key, err)
 	}

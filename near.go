@@ -344,7 +344,7 @@ func (c *Client) getFresh(ctx context.Context, k string) ([]byte, error) {
 // are shared between callers: treat them as read-only), once its tags, if
 // it has any, are checked (through the near cache).
 func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (T, error) {
-	k, gen, err := c.prepareRead(ctx, key)
+	k, gen, t, err := c.prepareRead(ctx, key)
 	if err != nil {
 		var zero T
 		return zero, opErr("get", key, err)
@@ -354,10 +354,12 @@ func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (
 			current, err := c.tagsCurrent(ctx, ent.env, nil)
 			switch {
 			case err != nil:
+				t.release()
 				c.ctr.fail(key)
 				var zero T
 				return zero, opErr("get", key, err)
 			case current:
+				t.release() // answered here: nothing sent for k
 				c.ctr.hit(key)
 				return v, nil
 			}
@@ -367,7 +369,7 @@ func nearGet[T any](ctx context.Context, c *Client, key string, tags []string) (
 	// which a hit need not pay for.
 	var v T
 	m := c.near.mark(k)
-	e, err := c.getInto(ctx, key, k, &v, gen, tags)
+	e, err := c.getInto(ctx, key, k, &v, gen, tags) // a round trip on k: it reports
 	if err != nil {
 		return v, err
 	}

@@ -194,8 +194,10 @@ type Options struct {
 	// with ErrCircuitOpen in its [*BatchError].
 	BreakerFailures int
 	// BreakerCooldown is how long the breaker stays open before it
-	// half-opens and lets one call at a time probe Redis. Default 1s; it
-	// cannot be off (BreakerFailures -1 switches the breaker off).
+	// half-opens and lets one call at a time probe Redis. A probe cancelled
+	// by its caller decides nothing; one that has not answered within
+	// max(BreakerCooldown, 1s) counts as a failure. Default 1s; it cannot
+	// be off (BreakerFailures -1 switches the breaker off).
 	BreakerCooldown time.Duration
 
 	// Logger receives fail-open warnings and breaker state changes, at most

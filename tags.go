@@ -319,7 +319,7 @@ func (c *Client) InvalidateTags(ctx context.Context, tags ...string) (err error)
 		ctx = o.start(ctx, call)
 		defer func() { call.Err = err; o.end(ctx, call) }()
 	}
-	if err := c.usable(ctx); err != nil {
+	if err := c.ready(ctx); err != nil {
 		return opErr(op, "", err)
 	}
 	if len(tags) == 0 {
@@ -327,6 +327,9 @@ func (c *Client) InvalidateTags(ctx context.Context, tags ...string) (err error)
 	}
 	tags, err = normTags(tags)
 	if err != nil {
+		return opErr(op, "", err)
+	}
+	if _, err := c.admit(ctx, ""); err != nil { // then one round trip, which reports
 		return opErr(op, "", err)
 	}
 	ks := make([]string, len(tags))
