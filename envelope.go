@@ -201,9 +201,12 @@ func (c *Client) decodeStored(b []byte, dst any, gen uint64) (envelope, storedKi
 	}
 	switch kind {
 	case storedValue:
-		p, perr := unpack(e, c.decodedLimit())
-		if perr != nil {
-			return e, kind, perr
+		p := e.payload
+		if e.flags&flagCompressed != 0 {
+			var perr error
+			if p, perr = unpack(e, c.decodedLimit()); perr != nil {
+				return e, kind, perr
+			}
 		}
 		if uerr := c.opt.Codec.Unmarshal(p, dst); uerr != nil {
 			return e, kind, fmt.Errorf("%w: %w", ErrCorruptValue, uerr)
