@@ -249,8 +249,9 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 		return err
 	}
 	payloads := make([][]byte, len(keys))
+	flags := make([]byte, len(keys))
 	for i, key := range keys {
-		if payloads[i], err = c.marshal(items[key], o.tags); err != nil {
+		if payloads[i], flags[i], err = c.marshal(items[key], o.tags); err != nil {
 			return opErr("setmany", key, err)
 		}
 	}
@@ -267,7 +268,7 @@ func SetMany[T any](ctx context.Context, c *Client, items map[string]T, ttl time
 	gens, _ := c.expectAll(ctx, keys) // unknown: 0, an entry nobody reads (it still replaces the old one)
 	vals := make([][]byte, len(keys))
 	for i := range keys {
-		vals[i] = seal(payloads[i], gens[i], ttls[i], o.tags, vers)
+		vals[i] = seal(payloads[i], flags[i], gens[i], ttls[i], o.tags, vers)
 	}
 	return c.setBatch(ctx, b, vals, ttls)
 }
@@ -349,7 +350,8 @@ func (c *Client) DeleteMany(ctx context.Context, keys []string) (_ int64, err er
 
 // MGet returns the raw stored bytes of keys, in key order, with nil for a
 // missing key: the whole stored value as Redis holds it (for values written
-// by [Set] or [SetMany], the envelope and the Codec's payload; for values
+// by [Set] or [SetMany], the envelope and the Codec's payload, compressed
+// when the envelope says so (Options.Compression); for values
 // written by [Client.MSet], the caller's bytes). It costs one round trip
 // per node per 500 keys.
 //
@@ -393,7 +395,8 @@ func (c *Client) mgetBatch(ctx context.Context, b *batch, quiet bool) ([][]byte,
 	return out, b.err()
 }
 
-// MSet stores raw payloads as they are (no envelope, no Codec) for callers
+// MSet stores raw payloads as they are (no envelope, no Codec, never
+// compressed, whatever Options.Compression says) for callers
 // that encode values themselves, with SET key value PX ttl per key, one
 // round trip per node per 500 keys. A ttl of 0 means each key's namespace
 // TTL or DefaultTTL, with TTLJitter per key. Typed reads ([Get], [GetMany],

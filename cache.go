@@ -188,7 +188,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 	if ttl, err = c.ttl(key, ttl); err != nil {
 		return opErr("set", key, err)
 	}
-	p, err := c.marshal(value, o.tags)
+	p, flags, err := c.marshal(value, o.tags)
 	if err != nil {
 		return opErr("set", key, err)
 	}
@@ -202,7 +202,7 @@ func (c *Client) Set(ctx context.Context, key string, value any, ttl time.Durati
 		c.ctr.fail(key)
 		return opErr("set", key, err)
 	}
-	return c.setBytes(ctx, "set", key, k, seal(p, c.stampFor(ctx, key), ttl, o.tags, vers), ttl)
+	return c.setBytes(ctx, "set", key, k, seal(p, flags, c.stampFor(ctx, key), ttl, o.tags, vers), ttl)
 }
 
 // setBytes runs SET PX with retries and counts the outcome.

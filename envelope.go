@@ -16,7 +16,10 @@ import (
 //	0      1     format: 0xC2 (version 2); 0xC1 (version 1) is still read
 //	1      1     flags: bit 0 negative entry (a cached "not found"),
 //	             bit 1 lease (a placeholder of a load in progress; no payload),
-//	             bit 2 tagged (a tags section follows the header);
+//	             bit 2 tagged (a tags section follows the header),
+//	             bit 3 compressed (the payload is an S2 block of the
+//	             Codec's bytes; version 2 values only, never a negative
+//	             entry or a lease);
 //	             other bits reserved, 0
 //	2      8     created: Unix milliseconds, big-endian int64
 //	10     8     fresh until: Unix milliseconds, big-endian int64; 0 = fresh until Redis expires it
@@ -28,7 +31,9 @@ import (
 //	             by its writer or Expire; 0 = unknown (version 2 only)
 //	46     t     tags, when tagged: uvarint count (1 to MaxTags), then per tag
 //	             uvarint length, the tag, and its version (8 bytes) when written
-//	46+t   n     payload: the Codec's bytes (22 in version 1)
+//	46+t   n     payload: the Codec's bytes (22 in version 1), or with
+//	             bit 3 their S2 block (github.com/klauspost/compress/s2:
+//	             a uvarint of the decoded length, then the block)
 //
 // The stamp makes every write's header unique, so a store guarded by the
 // header it expects (a load's lease, a refresh's read) is refused once
@@ -47,7 +52,8 @@ const (
 	flagNegative   = 1 << 0
 	flagLease      = 1 << 1
 	flagTagged     = 1 << 2
-	knownFlagsMask = flagNegative | flagLease | flagTagged
+	flagCompressed = 1 << 3
+	knownFlagsMask = flagNegative | flagLease | flagTagged | flagCompressed
 )
 
 // envelope is the decoded header of a stored value; payload aliases the
@@ -62,7 +68,7 @@ type envelope struct {
 	gen        uint64 // V2 only: the namespace generation written under
 	expires    int64  // V2 only: Unix ms when the key's TTL ends; 0 = unknown
 	tags       []byte // the tags section when flagTagged (aliasing the stored bytes)
-	payload    []byte
+	payload    []byte // as stored: compressed when flagCompressed (see unpack)
 }
 
 // newStamp returns a random write stamp.
@@ -135,8 +141,10 @@ func decodeEnvelope(b []byte) (envelope, error) {
 		}
 	}
 	switch {
-	case e.flags&^knownFlagsMask != 0 || (e.flags&flagTagged != 0 && e.format != envFormatV2):
+	case e.flags&^knownFlagsMask != 0 || (e.flags&(flagTagged|flagCompressed) != 0 && e.format != envFormatV2):
 		return envelope{}, fmt.Errorf("%w: unknown flags %#x", ErrCorruptValue, e.flags)
+	case e.flags&flagCompressed != 0 && e.flags&flagNegative != 0:
+		return envelope{}, fmt.Errorf("%w: compressed negative entry", ErrCorruptValue)
 	case e.flags&flagLease != 0 && (e.format != envFormatV2 || e.flags != flagLease || e.gen != 0 || len(e.payload) != 0):
 		return envelope{}, fmt.Errorf("%w: malformed lease", ErrCorruptValue)
 	}
@@ -183,7 +191,9 @@ func parseStored(b []byte) (envelope, storedKind, error) {
 // negative entry, errLeaseOnly for a lease placeholder, errOldGeneration
 // for an entry (value or negative) of another generation, and wraps
 // ErrCorruptValue for foreign bytes, a counter read into a non-integer
-// dst, or a payload the Codec cannot decode into dst.
+// dst, a compressed payload that is corrupt or would decode to more than
+// MaxValueSize (64 MiB without one), or a payload the Codec cannot decode
+// into dst. The envelope's payload is as stored (compressed or not).
 func (c *Client) decodeStored(b []byte, dst any, gen uint64) (envelope, storedKind, error) {
 	e, kind, err := parseStored(b)
 	if (kind == storedValue || kind == storedNegative) && e.gen != gen {
@@ -191,7 +201,14 @@ func (c *Client) decodeStored(b []byte, dst any, gen uint64) (envelope, storedKi
 	}
 	switch kind {
 	case storedValue:
-		if uerr := c.opt.Codec.Unmarshal(e.payload, dst); uerr != nil {
+		p := e.payload
+		if e.flags&flagCompressed != 0 {
+			var perr error
+			if p, perr = unpack(e, c.decodedLimit()); perr != nil {
+				return e, kind, perr
+			}
+		}
+		if uerr := c.opt.Codec.Unmarshal(p, dst); uerr != nil {
 			return e, kind, fmt.Errorf("%w: %w", ErrCorruptValue, uerr)
 		}
 	case storedNegative:
@@ -257,30 +274,41 @@ func isLease(b []byte) bool {
 // generation of its namespace: a miss, which a load replaces.
 var errOldGeneration = errors.New("rediscache: entry of another namespace generation")
 
-// marshal validates and encodes a value's payload, checking that its
-// envelope with tags tags fits MaxValueSize.
-func (c *Client) marshal(value any, tags []string) ([]byte, error) {
+// marshal validates value and returns its payload as stored and the
+// flags that say how (see encode), checking that its envelope with tags
+// tags fits MaxValueSize.
+func (c *Client) marshal(value any, tags []string) ([]byte, byte, error) {
 	if value == nil {
-		return nil, errNilValue
+		return nil, 0, errNilValue
 	}
 	if rv := reflect.ValueOf(value); rv.Kind() == reflect.Pointer && rv.IsNil() {
-		return nil, errNilValue
+		return nil, 0, errNilValue
 	}
-	p, err := c.opt.Codec.Marshal(value)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidValue, err)
-	}
-	if n := envHeaderSize + tagsSize(tags) + len(p); c.opt.MaxValueSize > 0 && n > c.opt.MaxValueSize {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, c.opt.MaxValueSize)
-	}
-	return p, nil
+	return c.encode(value, tagsSize(tags))
 }
 
-// seal returns the stored envelope of payload p, of generation gen, stored
-// for ttl, tagged with tags at versions vers.
-func seal(p []byte, gen uint64, ttl time.Duration, tags []string, vers tagVersions) []byte {
+// encode returns v's payload as stored, the Codec's bytes compressed or
+// not (see pack), and the envelope flags that say which. The envelope,
+// with a tags section of tagsLen bytes, must fit MaxValueSize: else the
+// error wraps ErrValueTooLarge; an unencodable v's wraps ErrInvalidValue.
+func (c *Client) encode(v any, tagsLen int) ([]byte, byte, error) {
+	p, err := c.opt.Codec.Marshal(v)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: %w", ErrInvalidValue, err)
+	}
+	p, flags := c.pack(p)
+	if n := envHeaderSize + tagsLen + len(p); c.opt.MaxValueSize > 0 && n > c.opt.MaxValueSize {
+		return nil, 0, fmt.Errorf("%w: %d bytes, limit %d", ErrValueTooLarge, n, c.opt.MaxValueSize)
+	}
+	return p, flags, nil
+}
+
+// seal returns the stored envelope of payload p with flags (flagCompressed
+// or 0), of generation gen, stored for ttl, tagged with tags at versions
+// vers.
+func seal(p []byte, flags byte, gen uint64, ttl time.Duration, tags []string, vers tagVersions) []byte {
 	now := time.Now()
-	e := envelope{created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}
+	e := envelope{flags: flags, created: now.UnixMilli(), stamp: newStamp(), gen: gen, expires: now.Add(ttl).UnixMilli(), payload: p}
 	if len(tags) > 0 {
 		e.tags = appendTags(nil, tags, vers)
 	}

@@ -32,13 +32,16 @@ var (
 	// pointer. Nothing is written.
 	ErrInvalidValue = errors.New("rediscache: invalid value")
 
-	// ErrValueTooLarge is returned when an encoded value is larger than
+	// ErrValueTooLarge is returned when a value as it would be stored
+	// (envelope included, after compression) is larger than
 	// Options.MaxValueSize. Nothing is written.
 	ErrValueTooLarge = errors.New("rediscache: value too large")
 
 	// ErrCorruptValue is returned when the stored bytes cannot be decoded:
-	// they were not written by this library, they were truncated, or the Codec
-	// cannot decode them into the destination type.
+	// they were not written by this library, they were truncated, a
+	// compressed payload is corrupt or declares more than
+	// Options.MaxValueSize once decompressed, or the Codec cannot decode
+	// them into the destination type.
 	ErrCorruptValue = errors.New("rediscache: corrupt value")
 
 	// ErrInvalidOptions is returned by [New] when the Options are inconsistent.

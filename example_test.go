@@ -207,3 +207,30 @@ func ExampleGetManyOrLoad() {
 	// 2 done <nil>
 	// 2 done <nil>
 }
+
+func ExampleCompression() {
+	srv, _ := miniredis.Run()
+	defer srv.Close()
+	c, _ := rediscache.New(&rediscache.Options{Addrs: []string{srv.Addr()}, Prefix: "myapp",
+		Compression: rediscache.CompressionS2}) // values of 1 KiB and more, when it makes them smaller
+	defer func() { _ = c.Close() }()
+	ctx := context.Background()
+
+	page := make([]Task, 100)
+	for i := range page {
+		page[i] = Task{ID: fmt.Sprintf("task_%03d", i), Status: "done"}
+	}
+	_ = rediscache.Set(ctx, c, "page", page, rediscache.TTLMedium)
+	_ = rediscache.Set(ctx, c, "task", page[0], rediscache.TTLMedium)
+	for _, key := range []string{"page", "task"} {
+		md, _ := c.Metadata(ctx, key)
+		fmt.Printf("%s: compressed %v, %d bytes of JSON, stored in under a quarter: %v\n",
+			key, md.Compressed, md.PayloadSize, md.Size < md.PayloadSize/4)
+	}
+	got, err := rediscache.Get[[]Task](ctx, c, "page")
+	fmt.Println(len(got), got[99].ID, err)
+	// Output:
+	// page: compressed true, 3401 bytes of JSON, stored in under a quarter: true
+	// task: compressed false, 33 bytes of JSON, stored in under a quarter: false
+	// 100 task_099 <nil>
+}

@@ -653,7 +653,8 @@ func (lc *loadCall[T]) loadAndStore(ctx context.Context, f *flight, a acquired[T
 // for how long: the value, fresh for ttl and kept StaleTTL more; a
 // negative entry for ErrNotFound (unless NegativeTTL is -1); nil for any
 // other error, or a value that cannot be encoded or is over MaxValueSize
-// (counted as an error).
+// as stored (counted as an error). The payload is compressed as
+// Options.Compression says (see Client.pack).
 func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost time.Duration, ttl time.Duration, tags []string, vers tagVersions) (envelope, time.Duration, bool) {
 	now := time.Now()
 	var section []byte
@@ -675,12 +676,13 @@ func (c *Client) loadedEnvelope(key string, gen uint64, v any, err error, cost t
 	case err != nil:
 		return envelope{}, 0, false
 	}
-	p, merr := c.opt.Codec.Marshal(v)
-	if merr != nil || (c.opt.MaxValueSize > 0 && len(p)+envHeaderSize+len(section) > c.opt.MaxValueSize) {
+	p, flags, merr := c.encode(v, len(section))
+	if merr != nil {
 		c.ctr.fail(key)
 		return envelope{}, 0, false
 	}
 	return envelope{
+		flags:      flags,
 		tags:       section,
 		created:    now.UnixMilli(),
 		freshUntil: now.Add(ttl).UnixMilli(),

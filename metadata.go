@@ -22,6 +22,13 @@ type Metadata struct {
 	Size       int           // bytes stored, envelope included
 	Negative   bool          // a cached "not found" written by GetOrLoad
 	Counter    bool          // a plain integer written by Increment
+	// Compressed is true when the payload is stored compressed
+	// ([Options.Compression]).
+	Compressed bool
+	// PayloadSize is the size of the value's Codec bytes once decoded:
+	// the payload stored, or, when Compressed, the size its compressed
+	// form declares. 0 for counters, negative entries and leases.
+	PayloadSize int
 	// Lease is true when the key holds only the placeholder of a load in
 	// progress (GetOrLoad or GetManyOrLoad): no value yet, a miss for Get.
 	Lease bool
@@ -35,9 +42,11 @@ type Metadata struct {
 }
 
 // Metadata returns what is known about key without decoding its value: its
-// namespace and version, when it was written, the TTL left and its size. A
-// missing key returns [ErrCacheMiss]; bytes this library did not write
-// return an error wrapping [ErrCorruptValue]; other errors wrap
+// namespace and version, when it was written, the TTL left, its size and
+// whether it is compressed. A missing key returns [ErrCacheMiss]; bytes
+// this library did not write, and a compressed payload whose declared
+// size cannot be read, return an error wrapping [ErrCorruptValue] (with
+// what could be read of the Metadata); other errors wrap
 // [ErrInvalidKey], [ErrNilContext], [ErrClosed], [ErrCircuitOpen] or the
 // Redis error.
 func (c *Client) Metadata(ctx context.Context, key string) (_ Metadata, err error) {
@@ -98,5 +107,9 @@ func (c *Client) Metadata(ctx context.Context, key string) (_ Metadata, err erro
 	md.Lease = kind == storedLease
 	md.Generation = int64(e.gen)
 	md.Tags = tagNames(e.tags)
+	md.Compressed = e.flags&flagCompressed != 0
+	if md.PayloadSize, err = payloadSize(e); err != nil {
+		return md, opErr(op, key, err)
+	}
 	return md, nil
 }

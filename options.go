@@ -149,9 +149,28 @@ type Options struct {
 	// MinRetryBackoff.
 	MaxRetryBackoff time.Duration
 
-	// MaxValueSize is the largest encoded value Set accepts, in bytes.
-	// Default 16 MiB; -1 means no limit.
+	// MaxValueSize is the largest value stored, in bytes, envelope
+	// included, after compression: larger values are refused
+	// ([ErrValueTooLarge]). It also bounds decompression: a compressed
+	// value whose Codec bytes are over it is neither written nor read
+	// (reading it is [ErrCorruptValue]), so a value whose Codec bytes are
+	// over MaxValueSize is refused even if it would compress under it.
+	// Default 16 MiB; -1 means no limit (decompression is then bounded at
+	// 64 MiB, and larger values are stored uncompressed).
 	MaxValueSize int
+
+	// Compression compresses the values this Client stores:
+	// [CompressionNone] (the default) or [CompressionS2]. Only the
+	// payload, the Codec's bytes, is compressed, and only when it is at
+	// least CompressMinSize long and compressing makes it smaller; the
+	// envelope says so, so every Client reads both forms whatever its own
+	// setting. Raw bytes written by [Client.MSet] and counters are never
+	// compressed. Any other value makes New return [ErrInvalidOptions].
+	Compression Compression
+	// CompressMinSize is the smallest payload (Codec bytes) Compression
+	// compresses. Default 1 KiB; -1 removes the threshold, so every
+	// value is compressed when that makes it smaller.
+	CompressMinSize int
 	// GenerationTTL bounds how long a Client may go on using a namespace
 	// after another Client with the same Prefix invalidated it with
 	// [Client.InvalidateNamespace]: each Client caches the namespace
@@ -258,6 +277,9 @@ func (o *Options) init() error {
 	if o.Codec == nil {
 		o.Codec = JSONCodec{}
 	}
+	if o.Compression > CompressionS2 {
+		return fmt.Errorf("%w: Compression %d is unknown", ErrInvalidOptions, o.Compression)
+	}
 	if o.MaxRetries < 0 {
 		o.MaxRetries = 0
 	}
@@ -343,6 +365,7 @@ func (o *Options) initLimits() error {
 		{"LocalCacheEntries", &o.LocalCacheEntries, DefaultLocalCacheEntries, false},
 		{"MaxRetries", &o.MaxRetries, DefaultMaxRetries, true},
 		{"MaxValueSize", &o.MaxValueSize, DefaultMaxValueSize, true},
+		{"CompressMinSize", &o.CompressMinSize, DefaultCompressMinSize, true},
 		{"BreakerFailures", &o.BreakerFailures, DefaultBreakerFailures, true},
 		{"MaxKeySize", &o.MaxKeySize, DefaultMaxKeySize, true},
 	}

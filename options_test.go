@@ -37,6 +37,7 @@ func TestOptionsLimitsFollowOneRule(t *testing.T) {
 		{"MinRetryBackoff", func(o *rediscache.Options, v int) { o.MinRetryBackoff = time.Duration(v) }, true},
 		{"MaxRetryBackoff", func(o *rediscache.Options, v int) { o.MaxRetryBackoff = time.Duration(v) }, true},
 		{"MaxValueSize", func(o *rediscache.Options, v int) { o.MaxValueSize = v }, true},
+		{"CompressMinSize", func(o *rediscache.Options, v int) { o.CompressMinSize = v }, true},
 		{"GenerationTTL", func(o *rediscache.Options, v int) { o.GenerationTTL = time.Duration(v) }, true},
 		{"NegativeTTL", func(o *rediscache.Options, v int) { o.NegativeTTL = time.Duration(v) }, true},
 		{"StaleTTL", func(o *rediscache.Options, v int) { o.StaleTTL = time.Duration(v) }, true},

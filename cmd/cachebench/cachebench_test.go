@@ -1022,7 +1022,7 @@ func TestRunReport(t *testing.T) {
 	}
 	want := append(kindNames[:numReads:numReads], "all reads", "writes (+invalidation)", "all operations",
 		"p50", "p99", "speed-up p50", "req/s", "hit rate", "DB queries saved", "stale reads", "elapsed:",
-		"database round trip: none, the database is in-process", "redis: Redis memory", "local: rediscache Stats")
+		"database round trip: none, the database is in-process", "compression none", "redis: Redis memory", "local: rediscache Stats")
 	for _, tr := range res.Tiers {
 		want = append(want, tr.Costs)
 	}
@@ -1174,6 +1174,7 @@ func TestTiers(t *testing.T) {
 		noPath     bool // no redis-server on PATH: Run falls back to miniredis
 		tiers      []string
 		localCache bool
+		comp       string // -compression
 		wantTiers  []string
 		wantSkip   string // in the skip reason of the local tier, "" for no skip
 		wantErr    string
@@ -1181,12 +1182,13 @@ func TestTiers(t *testing.T) {
 		{name: "embedded miniredis fallback", noPath: true, wantTiers: []string{"db", "redis"}, wantSkip: "embedded miniredis"},
 		{name: "miniredis given", wantTiers: []string{"db", "redis"}, wantSkip: "rejects CLIENT TRACKING"},
 		{name: "-tiers redis", tiers: []string{"redis"}, wantTiers: []string{"redis"}},
+		{name: "-tiers redis -compression s2", tiers: []string{"redis"}, comp: "s2", wantTiers: []string{"redis"}},
 		{name: "-tiers local,db", tiers: []string{"local", "db"}, wantErr: "-tiers local"},
 		{name: "-localcache", localCache: true, wantErr: "-tiers local"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := Config{Scale: testScale / 2, Workers: 2, Ops: 200, Writes: 0.05, Zipf: 1.0, Seed: 3, Quiet: true,
-				Tiers: tc.tiers, LocalCache: tc.localCache}
+				Tiers: tc.tiers, LocalCache: tc.localCache, Compression: tc.comp}
 			var m *miniredis.Miniredis
 			if tc.noPath {
 				t.Setenv("PATH", t.TempDir())
@@ -1224,6 +1226,9 @@ func TestTiers(t *testing.T) {
 				if want := "local     SKIPPED: " + res.Skipped[0].Reason; !strings.Contains(table.String(), want) {
 					t.Errorf("table lacks %q:\n%s", want, table.String())
 				}
+			}
+			if tc.comp != "" && (res.Config.Compression != tc.comp || !strings.Contains(table.String(), "compression "+tc.comp)) {
+				t.Errorf("compression %q; the table does not say %q:\n%s", res.Config.Compression, tc.comp, table.String())
 			}
 			if tc.noPath && (!res.Redis.Embedded || !strings.Contains(table.String(), "NOTE: Redis is an embedded miniredis")) {
 				t.Errorf("embedded %v; the table does not say so:\n%s", res.Redis.Embedded, table.String())
@@ -1459,6 +1464,7 @@ func TestConfigValidation(t *testing.T) {
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{"redis", " redis"}},
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{}},
 		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Tiers: []string{"db"}, LocalCache: true},
+		{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Compression: "zstd"},
 	} {
 		if err := cfg.validate(); err == nil {
 			t.Errorf("%+v: no error", cfg)
@@ -1471,6 +1477,12 @@ func TestConfigValidation(t *testing.T) {
 	cfg = Config{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, LocalCache: true}
 	if err := cfg.validate(); err != nil || !slices.Equal(cfg.Tiers, []string{"db", "local"}) {
 		t.Errorf("-localcache: %v, tiers %q", err, cfg.Tiers)
+	}
+	for in, want := range map[string]string{"": "none", "none": "none", "s2": "s2"} {
+		cfg = Config{Scale: 1, Workers: 1, Duration: time.Second, Zipf: 1, Compression: in}
+		if err := cfg.validate(); err != nil || cfg.Compression != want {
+			t.Errorf("-compression %q: %v, compression %q", in, err, cfg.Compression)
+		}
 	}
 	if _, err := openStore(context.Background(), "mysql://x", 1); err == nil {
 		t.Error("openStore accepted mysql://")

@@ -16,6 +16,7 @@
 //	go run . -redis 127.0.0.1:6380 -c 16 -duration 30s -json
 //	go run . -chart latency.png
 //	go run . -db-rtt 1ms                    # SQLite plus a simulated 1ms network round trip per statement
+//	go run . -compression s2                # the cache tiers store pages S2-compressed (Options.Compression)
 //
 // The table gives, per read and tier, p50 and p99 latency, the speed-up
 // over the database alone, the throughput, the hit rate, the database
@@ -82,6 +83,9 @@ type Config struct {
 	Zipf       float64       // Zipf exponent of user and task popularity
 	Invalidate string        // "exact" (Delete of the stale keys) or "prefix" (InvalidatePrefix of task pages)
 	NoLease    bool          // Options.LockTTL -1: no cross-process lease on a miss
+	// Compression is Options.Compression of the cache tiers: "none" (or
+	// "", the default) or "s2".
+	Compression string
 	// Tiers are the tier ids to run (see tiers); nil runs every tier the
 	// Redis can serve and skips the others with a note, while a tier named
 	// here that cannot run is an error.
@@ -134,6 +138,7 @@ func main() {
 	flag.Float64Var(&cfg.Writes, "writes", 0.05, "fraction of operations that write (and invalidate)")
 	flag.Float64Var(&cfg.Zipf, "zipf", 1.0, "Zipf exponent of user and task popularity")
 	flag.StringVar(&cfg.Invalidate, "invalidate", "exact", "how writes invalidate task pages: exact (Delete of every page key) or prefix (InvalidatePrefix)")
+	flag.StringVar(&cfg.Compression, "compression", "none", "Options.Compression of the cache tiers: none, or s2 (values of 1 KiB and more stored S2-compressed when that makes them smaller)")
 	flag.BoolVar(&cfg.NoLease, "no-lease", false, "run GetOrLoad without its cross-process lease (Options.LockTTL -1): a miss re-reads the key instead of taking the lease (3 Redis round trips either way)")
 	flag.Func("tiers", "comma-separated tiers to run, always in this order: db (the database alone), redis (GetOrLoad on Redis), local (GetOrLoad with Options.LocalCache; needs a real redis-server). Default: all three, skipping local with a note when the Redis cannot serve it", func(s string) error {
 		cfg.Tiers = strings.Split(s, ",")
@@ -205,6 +210,12 @@ func (cfg *Config) validate() error {
 	}
 	if cfg.Invalidate != "exact" && cfg.Invalidate != "prefix" {
 		return fmt.Errorf("-invalidate %q: want exact or prefix", cfg.Invalidate)
+	}
+	if cfg.Compression == "" {
+		cfg.Compression = "none"
+	}
+	if _, ok := compressions[cfg.Compression]; !ok {
+		return fmt.Errorf("-compression %q: want none or s2", cfg.Compression)
 	}
 	if cfg.LocalCache {
 		if cfg.Tiers != nil {
@@ -332,7 +343,8 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (res *Result, err 
 
 	res = &Result{
 		Config: RunConfig{Scale: cfg.Scale, Workers: cfg.Workers, Ops: cfg.Ops, Writes: cfg.Writes, Zipf: cfg.Zipf,
-			Invalidate: cfg.Invalidate, Lease: !cfg.NoLease, WarmupSeconds: cfg.Warmup.Seconds(), Seed: cfg.Seed,
+			Invalidate: cfg.Invalidate, Lease: !cfg.NoLease, Compression: cfg.Compression,
+			WarmupSeconds: cfg.Warmup.Seconds(), Seed: cfg.Seed,
 			GOMAXPROCS: runtime.GOMAXPROCS(0)},
 		Database: DatabaseInfo{Engine: st.desc, InProcess: st.kind == "sqlite", Rows: cnt, TotalRows: cnt.Total(),
 			SeedSeconds: seedTime.Seconds()},
@@ -439,6 +451,7 @@ func newTierCache(ctx context.Context, cfg Config, srv *redisServer, t tier) (*r
 		TTLJitter:     0.1,
 		PoolSize:      max(50, 2*cfg.Workers),
 		LocalCache:    t.Near,
+		Compression:   compressions[cfg.Compression],
 	})
 	if err != nil {
 		return nil, err
@@ -448,6 +461,9 @@ func newTierCache(ctx context.Context, cfg Config, srv *redisServer, t tier) (*r
 	}
 	return c, nil
 }
+
+// compressions are the values of -compression.
+var compressions = map[string]rediscache.Compression{"none": rediscache.CompressionNone, "s2": rediscache.CompressionS2}
 
 // closeTierCache removes the tier's keys (on a Redis we were given they
 // are not ours to leave; on ours they would weigh on the next tier) and

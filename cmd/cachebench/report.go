@@ -38,8 +38,9 @@ type RunConfig struct {
 	Writes          float64  `json:"writes"`
 	Zipf            float64  `json:"zipf"`
 	Invalidate      string   `json:"invalidate"`
-	Lease           bool     `json:"lease"` // GetOrLoad's cross-process lease (Options.LockTTL) on
-	Tiers           []string `json:"tiers"` // the tiers run
+	Lease           bool     `json:"lease"`       // GetOrLoad's cross-process lease (Options.LockTTL) on
+	Compression     string   `json:"compression"` // Options.Compression of the cache tiers: none or s2
+	Tiers           []string `json:"tiers"`       // the tiers run
 	WarmupSeconds   float64  `json:"warmup_seconds"`
 	Seed            uint64   `json:"seed"`
 	GOMAXPROCS      int      `json:"gomaxprocs"`
@@ -409,8 +410,12 @@ func writeHeader(b *strings.Builder, r *Result) {
 	if r.Config.WarmupSeconds == 0 {
 		warm = "no warm-up"
 	}
-	fmt.Fprintf(b, "  %d workers, %s %s, %.0f%% writes (invalidate: %s), zipf s=%g, lease %s, GOMAXPROCS=%d\n",
-		r.Config.Workers, dur, warm, r.Config.Writes*100, r.Config.Invalidate, r.Config.Zipf, lease, r.Config.GOMAXPROCS)
+	comp := r.Config.Compression
+	if comp == "" {
+		comp = "none"
+	}
+	fmt.Fprintf(b, "  %d workers, %s %s, %.0f%% writes (invalidate: %s), zipf s=%g, lease %s, compression %s, GOMAXPROCS=%d\n",
+		r.Config.Workers, dur, warm, r.Config.Writes*100, r.Config.Invalidate, r.Config.Zipf, lease, comp, r.Config.GOMAXPROCS)
 	b.WriteString("  tiers, on the same request sequences (a cache tier on keys of its own, cleared when it ends):\n")
 	width := 0
 	for _, t := range r.Tiers {
