@@ -6,7 +6,7 @@ require (
 	github.com/alicebob/miniredis/v2 v2.40.0
 	github.com/jackc/pgx/v5 v5.12.0
 	github.com/redis/go-redis/v9 v9.23.0
-	github.com/rediscache/rediscache v0.0.0-20261201223544-975bf5615dc7
+	github.com/rediscache/rediscache v0.0.0-20261202014510-5b264b9b7c6a
 	github.com/schollz/progressbar/v3 v3.19.1
 	golang.org/x/term v0.44.0
 	gonum.org/v1/plot v0.17.0
