@@ -342,3 +342,22 @@ func TestInstrumentRejects(t *testing.T) {
 	require.NoError(t, c.Close())
 	require.ErrorIs(t, rediscacheotel.Instrument(c), rediscache.ErrClosed)
 }
+
+// A loader that ignores its context: the caller's span ends with the
+// LoadTimeout error when the caller returns; the load span ends only when
+// the loader does.
+func TestSpansOfALoaderThatIgnoresItsContext(t *testing.T) {
+	r := newRig(t, rediscache.Options{LoadTimeout: 200 * time.Millisecond})
+	release := make(chan struct{})
+	_, err := rediscache.GetOrLoad(t.Context(), r.c, "tasks:slow", time.Minute, func(context.Context) (string, error) {
+		<-release
+		return "late", nil
+	})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	call := r.one(t, "rediscache.getorload")
+	assert.Equal(t, codes.Error, call.Status().Code)
+	assert.Empty(t, r.named("rediscache.load"), "the load is still running")
+	close(release)
+	require.Eventually(t, func() bool { return len(r.named("rediscache.load")) == 1 }, 5*time.Second, 10*time.Millisecond)
+	assert.Equal(t, call.SpanContext().SpanID(), r.one(t, "rediscache.load").Parent().SpanID())
+}
