@@ -70,7 +70,14 @@ type consVal struct {
 	Key     string
 	Version int64
 	Origin  string
+	// Pad makes every value long and compressible, so the compressed
+	// Client stores its writes S2-compressed and every other Client reads
+	// them (and it reads theirs, stored plain).
+	Pad string
 }
+
+// consPad is every consVal's Pad.
+var consPad = strings.Repeat("rediscache ", 40)
 
 // consSpec is one Client of a run: its Options, the ttl its calls pass,
 // and what is special about it.
@@ -97,6 +104,7 @@ var consClients = []consSpec{
 	{name: "nolease", ttl: 50 * time.Millisecond, opt: rediscache.Options{LockTTL: -1}},
 	{name: "local", ttl: 300 * time.Millisecond, opt: rediscache.Options{LocalCache: true, LocalCacheTTL: consLocalTTL}, near: consLocalTTL + 50*time.Millisecond},
 	{name: "flaky", ttl: 500 * time.Millisecond, flaky: true},
+	{name: "compressed", ttl: 300 * time.Millisecond, opt: rediscache.Options{Compression: rediscache.CompressionS2, CompressMinSize: 256}},
 }
 
 // consBackend is the Redis under test: a standalone server (srv set, so
@@ -368,7 +376,7 @@ func (h *consHarness) loaderMany(ci int) func(context.Context, []string) (map[st
 
 // loaded is key's value as Client ci's loaders read it from the Table now.
 func (h *consHarness) loaded(ci int, key string) consVal {
-	return consVal{Key: key, Version: h.table.Version(key), Origin: fmt.Sprintf("loaded by client %d at %v", ci, h.rec.Now())}
+	return consVal{Key: key, Version: h.table.Version(key), Origin: fmt.Sprintf("loaded by client %d at %v", ci, h.rec.Now()), Pad: consPad}
 }
 
 // read makes one random read on Client ci and records it.
@@ -560,7 +568,7 @@ func (h *consHarness) invalidate(ci int, op string, idx []int, lagged bool, fn f
 	vals := make(map[string]consVal, len(idx))
 	for _, i := range idx {
 		k := h.keys[i]
-		vals[k] = consVal{Key: k, Version: h.table.Bump(k)}
+		vals[k] = consVal{Key: k, Version: h.table.Bump(k), Pad: consPad}
 	}
 	err := fn(h.ctx, vals)
 	for attempt, pause := 1, 10*time.Millisecond; err != nil && attempt < consAttempts && h.ctx.Err() == nil; attempt++ {
@@ -594,7 +602,7 @@ func (h *consHarness) plantStale(stop context.Context) {
 		}
 		i := rand.IntN(len(h.keys))
 		key := h.keys[i]
-		old := consVal{Key: key, Version: h.table.Version(key), Origin: "planted by client 1"}
+		old := consVal{Key: key, Version: h.table.Version(key), Origin: "planted by client 1", Pad: consPad}
 		h.invalidate(0, "Delete", []int{i}, false, func(ctx context.Context, _ map[string]consVal) error {
 			_, err := h.clients[0].Delete(ctx, key)
 			return err
@@ -701,7 +709,7 @@ func TestConsistencyCheckerCatchesPlantedStaleSet(t *testing.T) {
 		deleted := make(chan struct{})
 		stored := make(chan error)
 		go func() { // the stale setter
-			old := consVal{Key: key, Version: h.table.Version(key), Origin: "planted by client 1"}
+			old := consVal{Key: key, Version: h.table.Version(key), Origin: "planted by client 1", Pad: consPad}
 			readOld <- old
 			<-deleted
 			stored <- rediscache.Set(h.ctx, h.clients[1], key, old, time.Minute)
