@@ -57,6 +57,16 @@ func (r *recorder) Count(ev rediscache.Event, ns string, n uint64) {
 	}
 }
 
+// observedClient returns a Client on e built from opt, with a recorder
+// attached.
+func observedClient(t *testing.T, e env, opt rediscache.Options) (*rediscache.Client, *recorder) {
+	t.Helper()
+	c := e.client(t, opt)
+	r := newRecorder()
+	require.NoError(t, c.AddObserver(r))
+	return c, r
+}
+
 // last returns the last ended call of op.
 func (r *recorder) last(t *testing.T, op string) rediscache.Call {
 	t.Helper()
@@ -72,10 +82,7 @@ func (r *recorder) last(t *testing.T, op string) rediscache.Call {
 }
 
 func TestObserverCountsEqualStats(t *testing.T) {
-	e := newRealEnv(t)
-	c := e.client(t, rediscache.Options{Prefix: "obs", StaleTTL: time.Minute, EarlyRefreshBeta: -1})
-	r := newRecorder()
-	require.NoError(t, c.AddObserver(r))
+	c, r := observedClient(t, newRealEnv(t), rediscache.Options{Prefix: "obs", StaleTTL: time.Minute, EarlyRefreshBeta: -1})
 	ctx := t.Context()
 
 	load := func(v string) func(context.Context) (string, error) {
@@ -136,10 +143,7 @@ func TestObserverCountsEqualStats(t *testing.T) {
 }
 
 func TestObserverCallOutcomes(t *testing.T) {
-	e := newRealEnv(t)
-	c := e.client(t, rediscache.Options{Prefix: "obs", StaleTTL: time.Minute, EarlyRefreshBeta: -1})
-	r := newRecorder()
-	require.NoError(t, c.AddObserver(r))
+	c, r := observedClient(t, newRealEnv(t), rediscache.Options{Prefix: "obs", StaleTTL: time.Minute, EarlyRefreshBeta: -1})
 	ctx := t.Context()
 
 	var loaderCall *rediscache.Call
@@ -249,9 +253,7 @@ func TestEventString(t *testing.T) {
 // With DisableStats, Stats reports zeros while an Observer still hears
 // every count.
 func TestDisableStatsReportsZerosObserverStillCounts(t *testing.T) {
-	c := newRealEnv(t).client(t, rediscache.Options{Prefix: "obs", DisableStats: true})
-	r := newRecorder()
-	require.NoError(t, c.AddObserver(r))
+	c, r := observedClient(t, newRealEnv(t), rediscache.Options{Prefix: "obs", DisableStats: true})
 	ctx := t.Context()
 	notFound := func(context.Context) (string, error) { return "", rediscache.ErrNotFound }
 	for range 3 {
@@ -271,9 +273,7 @@ func TestDisableStatsReportsZerosObserverStillCounts(t *testing.T) {
 
 // A GetOrLoad whose loader fails counts no key as loaded.
 func TestObserverFailedLoadCountsNoKey(t *testing.T) {
-	c := newMiniEnv(t).client(t, rediscache.Options{Prefix: "obs"})
-	r := newRecorder()
-	require.NoError(t, c.AddObserver(r))
+	c, r := observedClient(t, newMiniEnv(t), rediscache.Options{Prefix: "obs"})
 	boom := errors.New("boom")
 	_, err := rediscache.GetOrLoad(t.Context(), c, "tasks:f", time.Minute, func(context.Context) (string, error) { return "", boom })
 	require.ErrorIs(t, err, boom)
