@@ -743,7 +743,7 @@ func TestConsistencyCheckerCatchesPlantedStaleSet(t *testing.T) {
 		require.NotEmpty(t, rep.Violations, "violations with a planted stale setter")
 		caught := map[consVal]bool{}
 		for _, v := range rep.Violations {
-			pv := consVal{Key: v.Key, Version: v.Got, Origin: v.Read.Note}
+			pv := consVal{Key: v.Key, Version: v.Got, Origin: v.Read.Note, Pad: consPad}
 			if v.Kind == consistency.Stale && h.planted[pv] {
 				caught[pv] = true
 			}
