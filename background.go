@@ -25,11 +25,11 @@ func newBackground(limit int) *background {
 	return &background{ctx: ctx, cancel: cancel, sem: make(chan struct{}, limit)}
 }
 
-// detach returns a context for background work started by a call: it
-// keeps ctx's values (a trace, say) but not its cancellation, ends after
-// timeout, and is cancelled by Close.
-func (b *background) detach(ctx context.Context, timeout time.Duration) (context.Context, context.CancelFunc) {
-	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+// detach returns a context for background work started by a call (a
+// shared load, a refresh): it keeps ctx's values (a trace, say) but not
+// its cancellation, ends at deadline, and is cancelled by Close.
+func (b *background) detach(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	dctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), deadline)
 	stop := context.AfterFunc(b.ctx, cancel)
 	return dctx, func() { stop(); cancel() }
 }

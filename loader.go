@@ -385,12 +385,10 @@ func (lc *loadCall[T]) shared(ctx context.Context, flightKey string, mode loadMo
 // Close. It reports false, with f finished, when the Client is closed.
 func (lc *loadCall[T]) start(ctx context.Context, flightKey string, f *flight, mode loadMode) bool {
 	c := lc.c
-	lctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), f.deadline)
+	lctx, cancel := c.bg.detach(ctx, f.deadline)
 	l := lc.heap() // the goroutine's own: lc stays on its caller's stack
 	started := c.bg.goRun(func() {
 		defer cancel()
-		stop := context.AfterFunc(c.bg.ctx, cancel)
-		defer stop()
 		var o outcome
 		defer func() { c.flight.finish(flightKey, f, o.val, o.src, o.err, o.cert) }()
 		defer func() {
@@ -760,7 +758,7 @@ func (lc *loadCall[T]) refresh(ctx context.Context, e envelope) bool {
 			return
 		}
 		defer c.flight.finish(flightKey, f, nil, 0, nil, 0)
-		ctx, cancel := c.bg.detach(ctx, c.opt.LoadTimeout)
+		ctx, cancel := c.bg.detach(ctx, time.Now().Add(c.opt.LoadTimeout))
 		defer cancel()
 		l.refreshNow(ctx, e.header())
 	})

@@ -141,10 +141,8 @@ func (m *manyCall[T]) answer(ctx context.Context, keys []string, retried bool) (
 	}
 	if len(own) > 0 {
 		started := c.bg.goRun(func() {
-			lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.opt.LoadTimeout)
+			lctx, cancel := c.bg.detach(ctx, time.Now().Add(c.opt.LoadTimeout))
 			defer cancel()
-			stop := context.AfterFunc(c.bg.ctx, cancel)
-			defer stop()
 			loadBatch(lctx, c, own, m.ttl, m.load, m.tags, false)
 		})
 		if !started {
@@ -398,7 +396,7 @@ func refreshManyInBackground[T any](ctx context.Context, c *Client, stale []keyW
 		if len(own) == 0 {
 			return
 		}
-		ctx, cancel := c.bg.detach(ctx, c.opt.LoadTimeout)
+		ctx, cancel := c.bg.detach(ctx, time.Now().Add(c.opt.LoadTimeout))
 		defer cancel()
 		loadBatch(ctx, c, own, ttl, load, tags, true)
 	})

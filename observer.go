@@ -200,8 +200,8 @@ func (c *Client) newBatchCall(op string, keys []string) *Call {
 // prefix's first segment when the prefix names it whole.
 func (c *Client) newPrefixCall(op, prefix string) *Call {
 	call := c.newCall(op, "", 0)
-	if i := strings.IndexByte(prefix, ':'); i > 0 {
-		call.Namespace = c.ctr.namespace(prefix[:i]).name
+	if strings.IndexByte(prefix, ':') > 0 {
+		call.Namespace = c.ctr.namespace(prefix).name // its first segment
 	}
 	return call
 }
