@@ -13,10 +13,10 @@ import (
 
 // GetManyOrLoad is the batch form of [GetOrLoad]. It reads every key in one
 // batch ([Client.MGet]: one round trip per node per 500 keys), calls load
-// once with only the keys that missed, stores what load returns for ttl (0: each key's
-// namespace TTL or DefaultTTL), caches every missing key load did not
-// return as not found for Options.NegativeTTL, and returns the union: a map
-// holding the keys that exist. Keys cached as not found are absent without
+// once with only the keys that missed, stores what load returns for ttl
+// (0: each key's namespace TTL or DefaultTTL), caches every missing key
+// load did not return as not found for Options.NegativeTTL, and returns
+// the union: a map holding the keys that exist. Keys cached as not found are absent without
 // calling load.
 //
 // As GetOrLoad does, it writes a lease into each missing key before
@@ -402,9 +402,10 @@ func refreshManyInBackground[T any](ctx context.Context, c *Client, stale []keyW
 	})
 }
 
-// loadBatch (refresh: in the background) takes the leases of the keys this call owns, calls load for
-// them, stores the results and the negative entries under their guards,
-// and hands every key's outcome to its waiters.
+// loadBatch (refresh: in the background) takes the leases of the keys
+// this call owns, calls load for them, stores the results and the
+// negative entries under their guards, and hands every key's outcome to
+// its waiters.
 func loadBatch[T any](ctx context.Context, c *Client, own []*keyLoad, ttl time.Duration, load func(context.Context, []string) (map[string]T, error), tags []string, refresh bool) {
 	defer func() {
 		if r := recover(); r != nil { // a bug of ours: fail the waiters, not the process
